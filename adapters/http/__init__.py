@@ -1,0 +1,1 @@
+"""HTTP channel: the inbound participant API (h11 over trio)."""
