@@ -1,0 +1,215 @@
+"""TOML config -> frozen, typed config objects; every error names the file, the key and the reason.
+
+The only module that reads config files. Relative paths in the file are resolved against the file's directory,
+so the same file works from `make run` (repo root) and from systemd (any working directory).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from switchd.errors import ConfigError
+
+BIC_RE = re.compile(r"^[A-Z0-9]{4}[A-Z]{2}[A-Z0-9]{2}([A-Z0-9]{3})?$")
+HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+class _Paths(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    data_dir: str = "../var"
+    journal: str = "journal.sqlite"  # relative to data_dir
+    schemas: str | None = None  # default: the schemas/iso20022 folder shipped beside the package
+
+
+class _Http(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    listen: str = "127.0.0.1:8020"
+    max_body_bytes: int = 10 * 1024 * 1024
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    client_ca: str | None = None  # when set, clients may authenticate with a certificate signed by this CA
+    request_timeout_s: float = 30.0
+    max_connections: int = 512
+
+
+class _Limits(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    drain_timeout_s: float = 20.0
+
+
+class _Participant(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    name: str
+    bics: list[str]
+    token_sha256: str | None = None
+    cert_sha256: str | None = None  # SHA-256 fingerprint (hex) of the participant's TLS client certificate
+
+
+class _File(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    paths: _Paths = _Paths()
+    http: _Http = _Http()
+    limits: _Limits = _Limits()
+    participants: list[_Participant] = []
+
+
+@dataclass(frozen=True)
+class Participant:
+    name: str
+    bics: frozenset[str]
+    token_sha256: str | None
+    cert_sha256: str | None
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    host: str
+    port: int
+    max_body_bytes: int
+    tls_cert: Path | None
+    tls_key: Path | None
+    client_ca: Path | None
+    request_timeout_s: float
+    max_connections: int
+
+
+@dataclass(frozen=True)
+class Config:
+    source: Path
+    data_dir: Path
+    journal_path: Path
+    schema_dir: Path
+    http: HttpConfig
+    drain_timeout_s: float
+    participants: tuple[Participant, ...]
+
+    def participant_by_token(self, token: str) -> Participant | None:
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        for p in self.participants:
+            # compare_digest: the lookup must not leak through timing how much of a hash matched
+            if p.token_sha256 is not None and _compare(p.token_sha256, digest):
+                return p
+        return None
+
+    def participant_by_cert(self, fingerprint: str) -> Participant | None:
+        for p in self.participants:
+            if p.cert_sha256 is not None and _compare(p.cert_sha256, fingerprint):
+                return p
+        return None
+
+
+def _compare(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+def default_schema_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "schemas" / "iso20022"
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and check a config file. Raises ConfigError naming the file, the key and what is wrong."""
+    source = Path(path)
+    name = str(path)
+    try:
+        text = source.read_bytes()
+    except OSError as exc:
+        raise ConfigError(name, "-", f"cannot read: {exc.strerror}") from None
+    try:
+        tomllib.loads(text.decode())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(name, "-", f"not valid TOML: {exc}") from None
+    try:
+        raw = msgspec.toml.decode(text, type=_File)
+    except msgspec.ValidationError as exc:
+        key, reason = _split_validation_error(str(exc))
+        raise ConfigError(name, key, reason) from None
+    return _build(source, raw)
+
+
+def _split_validation_error(msg: str) -> tuple[str, str]:
+    # msgspec says e.g. "Expected `int`, got `str` - at `$.http.max_body_bytes`"
+    # or "Object contains unknown field `lisen` - at `$.http`"
+    reason, _, where = msg.partition(" - at `")
+    key = where.rstrip("`").removeprefix("$.").removeprefix("$") or "-"
+    unknown = re.match(r"Object contains unknown field `([^`]+)`", reason)
+    if unknown:
+        key = f"{key}.{unknown.group(1)}" if key != "-" else unknown.group(1)
+        reason = "unknown key"
+    return key, reason
+
+
+def _build(source: Path, raw: _File) -> Config:
+    name = str(source)
+    base = source.resolve().parent
+
+    def resolve(p: str) -> Path:
+        q = Path(p)
+        return q if q.is_absolute() else (base / q).resolve()
+
+    data_dir = resolve(raw.paths.data_dir)
+    journal = Path(raw.paths.journal)
+    journal_path = journal if journal.is_absolute() else data_dir / journal
+    schema_dir = resolve(raw.paths.schemas) if raw.paths.schemas else default_schema_dir()
+
+    host, sep, port_s = raw.http.listen.rpartition(":")
+    if not sep or not port_s.isdigit() or not 0 <= int(port_s) <= 65535 or not host:
+        raise ConfigError(name, "http.listen", f"expected HOST:PORT, got {raw.http.listen!r}")
+    if raw.http.max_body_bytes < 1024:
+        raise ConfigError(name, "http.max_body_bytes", "must be at least 1024")
+    if (raw.http.tls_cert is None) != (raw.http.tls_key is None):
+        raise ConfigError(name, "http.tls_cert", "tls_cert and tls_key go together")
+    if raw.http.client_ca is not None and raw.http.tls_cert is None:
+        raise ConfigError(name, "http.client_ca", "client certificates need TLS (tls_cert and tls_key)")
+    http = HttpConfig(
+        host=host.strip("[]"),
+        port=int(port_s),
+        max_body_bytes=raw.http.max_body_bytes,
+        tls_cert=resolve(raw.http.tls_cert) if raw.http.tls_cert else None,
+        tls_key=resolve(raw.http.tls_key) if raw.http.tls_key else None,
+        client_ca=resolve(raw.http.client_ca) if raw.http.client_ca else None,
+        request_timeout_s=raw.http.request_timeout_s,
+        max_connections=raw.http.max_connections,
+    )
+
+    participants: list[Participant] = []
+    seen: set[str] = set()
+    for i, p in enumerate(raw.participants):
+        key = f"participants[{i}]"
+        if p.name in seen:
+            raise ConfigError(name, f"{key}.name", f"duplicate participant {p.name!r}")
+        seen.add(p.name)
+        if not p.bics:
+            raise ConfigError(name, f"{key}.bics", "a participant needs at least one BIC")
+        for j, bic in enumerate(p.bics):
+            if not BIC_RE.match(bic):
+                raise ConfigError(name, f"{key}.bics[{j}]", f"{bic!r} is not a BIC (ISO 9362)")
+        for field_name in ("token_sha256", "cert_sha256"):
+            value = getattr(p, field_name)
+            if value is not None and not HEX64_RE.match(value):
+                raise ConfigError(name, f"{key}.{field_name}", "expected 64 lowercase hex digits (a SHA-256)")
+        if p.token_sha256 is None and p.cert_sha256 is None:
+            raise ConfigError(name, key, "a participant needs token_sha256 or cert_sha256 to authenticate")
+        participants.append(Participant(p.name, frozenset(p.bics), p.token_sha256, p.cert_sha256))
+
+    return Config(
+        source=source.resolve(),
+        data_dir=data_dir,
+        journal_path=journal_path,
+        schema_dir=schema_dir,
+        http=http,
+        drain_timeout_s=raw.limits.drain_timeout_s,
+        participants=tuple(participants),
+    )
+
+
+def config_as_dict(cfg: Config) -> dict[str, Any]:
+    """A printable view for operators: no token hashes (they are not secrets, but they are not for screens)."""
+    return {
+        "source": str(cfg.source),
+        "journal": str(cfg.journal_path),
+        "http": f"{cfg.http.host}:{cfg.http.port}",
+        "participants": [{"name": p.name, "bics": sorted(p.bics)} for p in cfg.participants],
+    }

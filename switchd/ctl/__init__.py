@@ -1,0 +1,1 @@
+"""switchctl: the operators' command line over the journal and the running daemon."""

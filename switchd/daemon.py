@@ -1,0 +1,134 @@
+"""The trio supervisor: opens the journal, starts the listeners, tells systemd, drains on SIGTERM, reloads on SIGHUP.
+
+Shutdown order: stop intake (POSTs answer 503, /readyz fails), let in-flight messages finish (bounded by
+limits.drain_timeout_s), cancel the listeners, then close the journal, which flushes its last batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from adapters.http.api import Api, ApiState
+from adapters.http.server import serve_http
+from switchd.config import Config, load_config
+from switchd.errors import ConfigError
+from switchd.journal import open_journal
+from switchd.metrics import Metrics
+from switchd.pipeline import Clock, Examiner, Pipeline, utc_now
+from switchd.schemas import load_schemas
+from switchd.systemd import sd_notify
+
+log = logging.getLogger("switchd")
+
+
+@dataclass(frozen=True)
+class Running:
+    """What `nursery.start(daemon.run)` hands back once the daemon is ready."""
+
+    http_addresses: list[Any]
+    startup_seconds: float
+
+
+class Daemon:
+    def __init__(self, config: Config, *, clock: Clock = utc_now) -> None:
+        self.config = config
+        self.clock = clock
+        self._stop = trio.Event()
+        self._reload_requested = trio.Event()
+        self.stopped = trio.Event()  # set once the journal is closed
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def request_reload(self) -> None:
+        self._reload_requested.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED) -> None:
+        started = time.perf_counter()
+        cfg = self.config
+        catalogue, schemas = load_schemas(cfg.schema_dir)
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        metrics = Metrics()
+        state = ApiState()
+        async with open_journal(cfg.journal_path) as journal:
+            pipeline = Pipeline(
+                examiner=Examiner(catalogue, schemas, cfg.http.max_body_bytes),
+                journal=journal,
+                metrics=metrics,
+                clock=self.clock,
+            )
+            api = Api(
+                config=lambda: self.config,
+                pipeline=pipeline,
+                journal=journal,
+                metrics=metrics,
+                state=state,
+                clock=self.clock,
+            )
+            async with trio.open_nursery() as nursery:
+                addrs = await nursery.start(serve_http, cfg.http, api.handle)
+                state.ready = True
+                metrics.ready.set(1)
+                elapsed = time.perf_counter() - started
+                log.info(
+                    "ready in %.2fs: http on %s, journal %s, %d message types, %d participants",
+                    elapsed,
+                    ", ".join(f"{a[0]}:{a[1]}" for a in addrs),
+                    cfg.journal_path,
+                    len(catalogue),
+                    len(cfg.participants),
+                )
+                sd_notify("READY=1\nSTATUS=accepting messages")
+                task_status.started(Running(addrs, elapsed))
+                nursery.start_soon(self._reload_loop)
+                await self._stop.wait()
+
+                log.info("stopping: intake closed, waiting for %d in-flight message(s)", state.inflight)
+                sd_notify("STOPPING=1\nSTATUS=draining")
+                state.draining = True
+                metrics.ready.set(0)
+                with trio.move_on_after(cfg.drain_timeout_s) as drain:
+                    while state.inflight:
+                        await state.idle.wait()
+                if drain.cancelled_caught:
+                    log.warning("drain timed out with %d message(s) in flight; none was answered 202", state.inflight)
+                nursery.cancel_scope.cancel()
+        self.stopped.set()
+        log.info("stopped; journal closed")
+
+    async def _reload_loop(self) -> None:
+        while True:
+            await self._reload_requested.wait()
+            self._reload_requested = trio.Event()
+            try:
+                new = load_config(self.config.source)
+            except ConfigError as exc:
+                log.error("reload refused, keeping the running config: %s", exc)
+                continue
+            if new.http != self.config.http or new.journal_path != self.config.journal_path:
+                log.warning("reload: listener and journal changes need a restart; applying the rest")
+            self.config = new
+            log.info("reloaded %s: %d participants", new.source, len(new.participants))
+
+
+async def run_until_signalled(daemon: Daemon) -> None:
+    """Run `daemon`, turning SIGTERM/SIGINT into a drain and SIGHUP into a reload."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def dispatch() -> None:
+                async for signum in signals:
+                    if signum == signal.SIGHUP:
+                        daemon.request_reload()
+                    else:
+                        daemon.request_stop()
+
+            nursery.start_soon(dispatch)
+            await daemon.run()
+            nursery.cancel_scope.cancel()

@@ -1,0 +1,42 @@
+"""Prometheus metrics of one daemon: counts by message type and outcome, and intake latency.
+
+Each daemon owns its own CollectorRegistry (passed down), so tests and several daemons in one process don't
+share counters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=True))
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.messages = Counter(
+            "switchd_messages",
+            "Inbound messages by channel, message type and outcome",
+            ["channel", "message_type", "outcome"],
+            registry=r,
+        )
+        self.intake_seconds = Histogram(
+            "switchd_intake_seconds",
+            "Time from receipt to the sender's answer (parse, validate, durable journal)",
+            ["channel"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.http_requests = Counter(
+            "switchd_http_requests", "HTTP requests by method and status", ["method", "status"], registry=r
+        )
+        self.ready = Gauge("switchd_ready", "1 when the daemon accepts messages", registry=r)
+        self.inflight = Gauge("switchd_inflight_messages", "Messages being processed", registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,154 @@
+"""Shared fixtures: config files in tmp_path, an in-process daemon on 127.0.0.1:0, a real daemon process."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from switchd.config import load_config
+from switchd.daemon import Daemon
+
+REPO = Path(__file__).resolve().parent.parent
+SWITCHD = Path(sys.executable).parent / "switchd"
+SWITCHCTL = Path(sys.executable).parent / "switchctl"
+TOKENS = {"bank-a": "demo-bank-a", "bank-b": "demo-bank-b"}
+
+CONFIG_TEMPLATE = """
+[paths]
+data_dir = "{data_dir}"
+schemas = "{schemas}"
+
+[http]
+listen = "127.0.0.1:{port}"
+max_body_bytes = {max_body}
+request_timeout_s = 10.0
+{tls}
+
+[limits]
+drain_timeout_s = 10.0
+
+[[participants]]
+name = "bank-a"
+bics = ["AAAAUS33XXX"]
+token_sha256 = "c2f1bcf461c5f642545991f11db2ca335ee1da5b7ded58dfae51af7ae45d452e"
+{bank_a_cert}
+
+[[participants]]
+name = "bank-b"
+bics = ["BBBBDEFFXXX"]
+token_sha256 = "c878ba2cc2ef91b968ac7ffe0baa1714cf8b7a9c08144275f411d8c9da232390"
+"""
+
+
+def write_config(
+    directory: Path, *, port: int = 0, max_body: int = 1_048_576, tls: str = "", bank_a_cert: str = ""
+) -> Path:
+    path = directory / "switchd.toml"
+    path.write_text(
+        CONFIG_TEMPLATE.format(
+            data_dir=directory / "var",
+            schemas=REPO / "schemas" / "iso20022",
+            port=port,
+            max_body=max_body,
+            tls=tls,
+            bank_a_cert=bank_a_cert,
+        )
+    )
+    return path
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    return write_config(tmp_path)
+
+
+@dataclass
+class RunningDaemon:
+    daemon: Daemon
+    base_url: str
+    config_path: Path
+
+    def client(self, participant: str | None = "bank-a") -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {TOKENS[participant]}"} if participant else {}
+        return httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=30)
+
+
+@pytest.fixture
+async def daemon(config_file: Path, nursery: trio.Nursery) -> AsyncIterator[RunningDaemon]:
+    d = Daemon(load_config(config_file))
+    running = await nursery.start(d.run)
+    host, port = running.http_addresses[0][:2]
+    yield RunningDaemon(d, f"http://{host}:{port}", config_file)
+    d.request_stop()
+    with trio.fail_after(30):
+        await d.stopped.wait()
+
+
+@dataclass
+class DaemonProcess:
+    proc: subprocess.Popen[bytes]
+    base_url: str
+    config_path: Path
+    log_path: Path
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = 30) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_daemon_process(config_path: Path, log_path: Path, timeout: float = 20) -> DaemonProcess:
+    """Start `switchd run` as a real process and wait for its 'ready' log line, which names the port."""
+    log = log_path.open("ab")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [str(SWITCHD), "run", "--config", str(config_path)], stdout=log, stderr=log, env=env, cwd=REPO
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        m = re.search(r"ready in [0-9.]+s: http on ([0-9.]+):(\d+)", log_path.read_text(errors="replace"))
+        if m:
+            return DaemonProcess(proc, f"http://{m.group(1)}:{m.group(2)}", config_path, log_path)
+        if proc.poll() is not None:
+            raise RuntimeError(f"switchd exited with {proc.returncode}:\n{log_path.read_text()}")
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"switchd did not become ready in {timeout}s:\n{log_path.read_text()}")
+
+
+@pytest.fixture
+def daemon_process(config_file: Path, tmp_path: Path) -> Iterator[DaemonProcess]:
+    dp = start_daemon_process(config_file, tmp_path / "switchd.log")
+    yield dp
+    if dp.proc.poll() is None:
+        dp.signal(signal.SIGTERM)
+        try:
+            dp.wait(30)
+        except subprocess.TimeoutExpired:
+            dp.proc.kill()
+            dp.wait(5)
+
+
+def switchctl(config_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(SWITCHCTL), "--config", str(config_path), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
