@@ -6,10 +6,13 @@ limits.drain_timeout_s), cancel the listeners, then close the journal, which flu
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import signal
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -42,6 +45,7 @@ class Daemon:
         self._stop = trio.Event()
         self._reload_requested = trio.Event()
         self.stopped = trio.Event()  # set once the journal is closed
+        self.state = ApiState()  # readiness and draining, as every request sees them
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -55,7 +59,7 @@ class Daemon:
         catalogue, schemas = load_schemas(cfg.schema_dir)
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         metrics = Metrics()
-        state = ApiState()
+        state = self.state
         async with open_journal(cfg.journal_path) as journal:
             pipeline = Pipeline(
                 examiner=Examiner(catalogue, schemas, cfg.http.max_body_bytes),
@@ -84,6 +88,7 @@ class Daemon:
                     len(catalogue),
                     len(cfg.participants),
                 )
+                write_runtime_file(cfg, addrs)
                 sd_notify("READY=1\nSTATUS=accepting messages")
                 task_status.started(Running(addrs, elapsed))
                 nursery.start_soon(self._reload_loop)
@@ -99,6 +104,7 @@ class Daemon:
                 if drain.cancelled_caught:
                     log.warning("drain timed out with %d message(s) in flight; none was answered 202", state.inflight)
                 nursery.cancel_scope.cancel()
+        runtime_file(cfg).unlink(missing_ok=True)
         self.stopped.set()
         log.info("stopped; journal closed")
 
@@ -115,6 +121,18 @@ class Daemon:
                 log.warning("reload: listener and journal changes need a restart; applying the rest")
             self.config = new
             log.info("reloaded %s: %d participants", new.source, len(new.participants))
+
+
+def runtime_file(cfg: Config) -> Path:
+    """Where a running daemon says its pid and the addresses it really bound (port 0 picks one)."""
+    return cfg.data_dir / "switchd.runtime.json"
+
+
+def write_runtime_file(cfg: Config, addrs: list[Any]) -> None:
+    path = runtime_file(cfg)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"pid": os.getpid(), "http": [f"{a[0]}:{a[1]}" for a in addrs]}))
+    tmp.replace(path)  # atomic: switchctl never reads half a file
 
 
 async def run_until_signalled(daemon: Daemon) -> None:

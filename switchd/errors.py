@@ -1,9 +1,9 @@
 """Typed errors for switchd; a rejection carries ISO 20022 status reason codes and where the problem is.
 
-    SwitchdError
-     ├── ConfigError            a config file is wrong: names the file, the key and the reason
-     ├── JournalError           the journal cannot be opened or written
-     └── Rejection              a message we refuse; becomes a pacs.002/pain.002 RJCT with the same codes
+SwitchdError
+ ├── ConfigError            a config file is wrong: names the file, the key and the reason
+ ├── JournalError           the journal cannot be opened or written
+ └── Rejection              a message we refuse; becomes a pacs.002/pain.002 RJCT with the same codes
 """
 
 from __future__ import annotations

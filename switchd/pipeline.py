@@ -262,14 +262,16 @@ class Pipeline:
             events.append(
                 (
                     "rejected",
-                    {"at": decided_at, "kind": rej.kind.name, "codes": sorted({f.code for f in rej.findings})},
+                    {
+                        "at": decided_at,
+                        "kind": rej.kind.name,
+                        "codes": sorted({f.code for f in rej.findings}),
+                    },
                 )
             )
             report = self._report_for(mid, exam, decided_at)
             if report is not None:
-                events.append(
-                    ("reported", {"at": decided_at, "report_id": report.report_id, "status": report.status})
-                )
+                events.append(("reported", {"at": decided_at, "report_id": report.report_id, "status": report.status}))
         refs: list[tuple[str, str]] = list(searchable_refs(exam.refs)) if exam.refs else []
         refs += exam.extra_refs
         return InboundRecord(

@@ -114,11 +114,11 @@ class DaemonProcess:
 
 def start_daemon_process(config_path: Path, log_path: Path, timeout: float = 20) -> DaemonProcess:
     """Start `switchd run` as a real process and wait for its 'ready' log line, which names the port."""
-    log = log_path.open("ab")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [str(SWITCHD), "run", "--config", str(config_path)], stdout=log, stderr=log, env=env, cwd=REPO
-    )
+    with log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            [str(SWITCHD), "run", "--config", str(config_path)], stdout=log, stderr=log, env=env, cwd=REPO
+        )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         m = re.search(r"ready in [0-9.]+s: http on ([0-9.]+):(\d+)", log_path.read_text(errors="replace"))

@@ -7,6 +7,7 @@ limit, and a connection that stalls past the request timeout is closed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import ssl
@@ -54,7 +55,7 @@ async def serve_http(
     """
     listeners = await trio.open_tcp_listeners(cfg.port, host=cfg.host)
     ctx = tls_context(cfg)
-    limiter = trio.CapacityLimiter(cfg.max_connections)
+    limiter = trio.Semaphore(cfg.max_connections)  # released by the connection task, not the acceptor
     addrs = [ln.socket.getsockname() for ln in listeners]
     async with trio.open_nursery() as nursery:
         for ln in listeners:
@@ -67,7 +68,7 @@ async def _accept_loop(
     ctx: ssl.SSLContext | None,
     cfg: HttpConfig,
     handler: Handler,
-    limiter: trio.CapacityLimiter,
+    limiter: trio.Semaphore,
 ) -> None:
     async with listener, trio.open_nursery() as nursery:
         while True:
@@ -88,7 +89,7 @@ async def _connection(
     ctx: ssl.SSLContext | None,
     cfg: HttpConfig,
     handler: Handler,
-    limiter: trio.CapacityLimiter,
+    limiter: trio.Semaphore,
 ) -> None:
     try:
         peer = "{}:{}".format(*tcp.socket.getpeername()[:2])
@@ -223,7 +224,6 @@ async def _send_simple(conn: h11.Connection, stream: trio.abc.Stream, resp: Resp
     if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
         return
     resp = Response(resp.status, resp.body, resp.content_type, (*resp.headers, ("Connection", "close")))
-    try:
+    # the connection ends after this answer either way; a peer already gone is not an error worth logging
+    with contextlib.suppress(h11.LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
         await _send_response(conn, stream, resp, head_only=False)
-    except (h11.LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
-        pass

@@ -18,6 +18,7 @@ from typing import Any
 
 from switchd.config import Config, load_config
 from switchd.ctl.render import as_json, table
+from switchd.daemon import runtime_file
 from switchd.errors import ConfigError
 from switchd.journal import Journal
 
@@ -98,12 +99,20 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
+def _listener(cfg: Config) -> str:
+    """The address the daemon really bound (from its runtime file), else the configured one."""
+    try:
+        return str(json.loads(runtime_file(cfg).read_text())["http"][0])
+    except (OSError, ValueError, KeyError, IndexError):
+        host = cfg.http.host if cfg.http.host not in ("0.0.0.0", "::") else "127.0.0.1"
+        return f"{host}:{cfg.http.port}"
+
+
 def _probe(cfg: Config, path: str) -> tuple[int | None, dict[str, Any] | None]:
     scheme = "https" if cfg.http.tls_cert else "http"
-    host = cfg.http.host if cfg.http.host not in ("0.0.0.0", "::") else "127.0.0.1"
-    url = f"{scheme}://{host}:{cfg.http.port}{path}"
+    url = f"{scheme}://{_listener(cfg)}{path}"
     try:
-        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 (our own configured listener)
+        with urllib.request.urlopen(url, timeout=2) as resp:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         try:
@@ -119,7 +128,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     health, _ = _probe(cfg, "/healthz")
     ready_code, ready = _probe(cfg, "/readyz")
     daemon = {
-        "listener": f"{cfg.http.host}:{cfg.http.port}",
+        "listener": _listener(cfg),
         "running": health == 200,
         "ready": ready_code == 200,
         "draining": bool(ready and ready.get("draining")),

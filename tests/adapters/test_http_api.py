@@ -154,28 +154,57 @@ async def test_authentication_401_and_impersonation_403(daemon: RunningDaemon) -
     assert codes
 
 
-async def test_media_type_size_and_method(daemon: RunningDaemon) -> None:
-    async with daemon.client() as c:
-        r = await c.post("/v1/messages", content=pacs008(), headers={"Content-Type": "application/json"})
-        assert r.status_code == 415
-        big = b"<Document>" + b"x" * 2_000_000 + b"</Document>"
-        r = await c.post("/v1/messages", content=big, headers=XML)
-        assert r.status_code == 413
-    async with daemon.client() as c:  # the 413 closed that connection; a new one still works
-        r = await c.get("/v1/messages")
-        assert r.status_code == 405
-        r = await c.post("/v1/messages", content=pacs008(msg_id="AFTER-413"), headers=XML)
-        assert r.status_code == 202
+async def _raw_exchange(base_url: str, head: bytes, body_chunks: list[bytes]) -> tuple[int, bytes]:
+    """Send a request by hand on a socket and read the status line: httpx cannot send a body it will not finish."""
+    host, port = base_url.removeprefix("http://").split(":")
+    stream = await trio.open_tcp_stream(host, int(port))
+    async with stream:
+        await stream.send_all(head)
+        received = b""
+        with trio.move_on_after(10):
+            for chunk in body_chunks:
+                try:
+                    await stream.send_all(chunk)
+                except trio.BrokenResourceError:
+                    break  # the server answered and closed: the rest of the body was never wanted
+            while b"\r\n\r\n" not in received:
+                data = await stream.receive_some(65536)
+                if not data:
+                    break
+                received += data
+    status_line = received.split(b"\r\n", 1)[0]
+    return int(status_line.split()[1]), received
+
+
+async def test_declared_body_over_the_limit_is_413_before_it_is_read(daemon: RunningDaemon) -> None:
+    head = (
+        b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer demo-bank-a\r\n"
+        b"Content-Type: application/xml\r\nContent-Length: 2000000\r\n\r\n"
+    )
+    status, received = await _raw_exchange(daemon.base_url, head, [])  # no body byte sent at all
+    assert status == 413
+    assert b"connection: close" in received.lower()
 
 
 async def test_chunked_body_over_the_limit_is_413(daemon: RunningDaemon) -> None:
-    async def chunks():
-        for _ in range(40):
-            yield b"<a>" + b"y" * 65536 + b"</a>"
+    head = (
+        b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer demo-bank-a\r\n"
+        b"Content-Type: application/xml\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    chunk = b"y" * 65536
+    chunks = [b"%x\r\n%s\r\n" % (len(chunk), chunk)] * 40  # 2.6 MB against a 1 MiB limit
+    status, _ = await _raw_exchange(daemon.base_url, head, chunks)
+    assert status == 413
 
+
+async def test_media_type_and_method(daemon: RunningDaemon) -> None:
     async with daemon.client() as c:
-        r = await c.post("/v1/messages", content=chunks(), headers=XML)
-    assert r.status_code == 413
+        r = await c.post("/v1/messages", content=pacs008(), headers={"Content-Type": "application/json"})
+        assert r.status_code == 415
+        r = await c.get("/v1/messages")
+        assert r.status_code == 405
+        r = await c.post("/v1/messages", content=pacs008(msg_id="AFTER-415"), headers=XML)
+        assert r.status_code == 202
 
 
 async def test_participants_see_only_their_own_messages(daemon: RunningDaemon) -> None:
@@ -215,17 +244,17 @@ async def test_health_readiness_and_metrics(daemon: RunningDaemon) -> None:
     assert "switchd_intake_seconds_bucket" in text
 
 
-async def test_draining_daemon_answers_503(daemon: RunningDaemon) -> None:
+async def test_draining_daemon_answers_503_and_is_not_ready(daemon: RunningDaemon) -> None:
+    # What SIGTERM does first (the real signal is exercised in tests/test_daemon_process.py); with nothing in
+    # flight the drain would otherwise close the listener at once.
+    daemon.daemon.state.draining = True
     async with daemon.client() as c:
-        daemon.daemon.request_stop()
-        await trio.sleep(0)  # let the supervisor flip to draining
-        for _ in range(50):
-            r = await c.post("/v1/messages", content=pacs008(msg_id="LATE"), headers=XML)
-            if r.status_code == 503:
-                break
-            await trio.sleep(0.01)
+        r = await c.post("/v1/messages", content=pacs008(msg_id="LATE"), headers=XML)
+        ready = await c.get("/readyz")
     assert r.status_code == 503
     assert r.headers["retry-after"] == "5"
+    assert ready.status_code == 503
+    assert ready.json()["draining"] is True
 
 
 async def test_keep_alive_serves_many_requests_on_one_connection(daemon: RunningDaemon) -> None:
@@ -236,4 +265,3 @@ async def test_keep_alive_serves_many_requests_on_one_connection(daemon: Running
         for i in range(20):
             r = await c.post("/v1/messages", content=pacs008(msg_id=f"KA-{i}"), headers=XML)
             assert r.status_code == 202
-

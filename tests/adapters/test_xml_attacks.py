@@ -12,7 +12,9 @@ NS = "urn:iso:std:iso:20022:tech:xsd:pacs.008.001.08"
 
 BILLION_LAUGHS = (
     '<?xml version="1.0"?>\n<!DOCTYPE lolz [\n <!ENTITY lol "lol">\n'
-    + "".join(f' <!ENTITY lol{i} "{("&lol" + str(i - 1) + ";") * 10 if i > 1 else "&lol;" * 10}">\n' for i in range(1, 10))
+    + "".join(
+        f' <!ENTITY lol{i} "{("&lol" + str(i - 1) + ";") * 10 if i > 1 else "&lol;" * 10}">\n' for i in range(1, 10)
+    )
     + f']>\n<Document xmlns="{NS}"><FIToFICstmrCdtTrf>&lol9;</FIToFICstmrCdtTrf></Document>'
 ).encode()
 
@@ -48,7 +50,7 @@ async def test_external_entity_is_refused_and_nothing_leaks(daemon: RunningDaemo
 
 async def test_parameter_entity_and_external_dtd_are_refused(daemon: RunningDaemon, tmp_path: Path) -> None:
     dtd = tmp_path / "evil.dtd"
-    dtd.write_text('<!ENTITY % all "<!ENTITY leak SYSTEM \'file:///etc/hostname\'>"> %all;')
+    dtd.write_text("<!ENTITY % all \"<!ENTITY leak SYSTEM 'file:///etc/hostname'>\"> %all;")
     payloads = [
         f'<!DOCTYPE d [<!ENTITY % ext SYSTEM "file://{dtd}"> %ext;]><Document xmlns="{NS}">&leak;</Document>',
         f'<!DOCTYPE Document SYSTEM "file://{dtd}"><Document xmlns="{NS}"/>',

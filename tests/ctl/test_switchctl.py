@@ -118,6 +118,11 @@ def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixtur
 
 def test_readme_documents_every_command() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text()
-    for command in ("switchctl status", "switchctl messages", "switchctl show", "switchctl journal verify",
-                    "switchctl validate"):
+    for command in (
+        "switchctl status",
+        "switchctl messages",
+        "switchctl show",
+        "switchctl journal verify",
+        "switchctl validate",
+    ):
         assert command in readme, command

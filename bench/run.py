@@ -1,0 +1,222 @@
+"""switchd benchmarks, one run, figures printed side by side with their baselines.
+
+    make bench          (or: .venv/bin/python -m bench.run [--quick])
+
+1. bare lxml hardened parse + XSD validate of the messages (the stage's own limit), one core
+2. the pipeline in-process: parse + validate + rules + durable journal (group commit), one core, 32 tasks
+3. the naive way: xmlschema validation + one SQLite commit per message
+4. HTTP end to end: the real daemon process on one core, 32 keep-alive clients from another process
+5. start-up to ready, and peak memory (VmHWM) of the daemon
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import trio
+import xmlschema
+from lxml import etree
+
+from switchd.config import Participant
+from switchd.iso.xml import parse_message
+from switchd.journal import open_journal
+from switchd.metrics import Metrics
+from switchd.pipeline import Examiner, Inbound, Pipeline
+from switchd.schemas import load_schemas
+from tests.builders import Tx, pacs008
+from tests.conftest import write_config
+
+REPO = Path(__file__).resolve().parent.parent
+SCHEMAS = REPO / "schemas" / "iso20022"
+BANK_A = Participant("bank-a", frozenset({"AAAAUS33XXX"}), None, None)
+CORE_DAEMON, CORE_CLIENT = 0, 1
+
+
+def messages(n: int, prefix: str) -> list[bytes]:
+    return [pacs008(msg_id=f"{prefix}-{i}", txs=[Tx(end_to_end_id=f"{prefix}-E{i}")]) for i in range(n)]
+
+
+def pin(core: int) -> None:
+    if hasattr(os, "sched_setaffinity") and core < (os.cpu_count() or 1):
+        os.sched_setaffinity(0, {core})
+
+
+def bench_bare_lxml(msgs: list[bytes]) -> float:
+    catalogue, schemas = load_schemas(SCHEMAS)
+    defn = catalogue.get("pacs.008.001.08")
+    hdr = catalogue.get("head.001.001.02")
+    assert defn is not None and hdr is not None
+    t0 = time.perf_counter()
+    for raw in msgs:
+        pm = parse_message(raw, max_bytes=10_000_000)
+        assert schemas.schemas[defn.id].validate(pm.document)
+        assert pm.app_hdr is not None and schemas.schemas[hdr.id].validate(pm.app_hdr)
+    return len(msgs) / (time.perf_counter() - t0)
+
+
+async def _pipeline(msgs: list[bytes], journal_path: Path, concurrency: int) -> float:
+    catalogue, schemas = load_schemas(SCHEMAS)
+    async with open_journal(journal_path) as journal:
+        pipeline = Pipeline(examiner=Examiner(catalogue, schemas, 10_000_000), journal=journal, metrics=Metrics())
+        queue = iter(msgs)
+        accepted = 0
+
+        async def worker() -> None:
+            nonlocal accepted
+            for raw in queue:
+                out = await pipeline.accept(Inbound(raw, "bench", BANK_A, datetime.now(UTC)))
+                accepted += out.http_status == 202
+
+        t0 = time.perf_counter()
+        async with trio.open_nursery() as nursery:
+            for _ in range(concurrency):
+                nursery.start_soon(worker)
+        elapsed = time.perf_counter() - t0
+    assert accepted == len(msgs), f"only {accepted} of {len(msgs)} accepted"
+    return len(msgs) / elapsed
+
+
+def bench_naive(msgs: list[bytes], db_path: Path) -> float:
+    """What a first version would do: xmlschema validation, one INSERT + COMMIT (fsync) per message."""
+    schema = xmlschema.XMLSchema(str(SCHEMAS / "pacs.008.001.08.xsd"), allow="none", defuse="always")
+    db = sqlite3.connect(db_path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("CREATE TABLE m (id INTEGER PRIMARY KEY, sha TEXT, raw BLOB, state TEXT)")
+    t0 = time.perf_counter()
+    for raw in msgs:
+        root = etree.fromstring(raw, etree.XMLParser(resolve_entities=False, no_network=True))
+        document = root if etree.QName(root).localname == "Document" else root[1]
+        errors = list(schema.iter_errors(document))
+        db.execute("BEGIN")
+        db.execute(
+            "INSERT INTO m (sha, raw, state) VALUES (?, ?, ?)",
+            (hashlib.sha256(raw).hexdigest(), raw, "rejected" if errors else "accepted"),
+        )
+        db.execute("COMMIT")
+    rate = len(msgs) / (time.perf_counter() - t0)
+    db.close()
+    return rate
+
+
+def _start_daemon(config: Path, log: Path) -> tuple[subprocess.Popen[bytes], str, float, float]:
+    t0 = time.perf_counter()
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "switchd"), "run", "--config", str(config)],
+            stdout=out,
+            stderr=out,
+            preexec_fn=lambda: pin(CORE_DAEMON),
+        )
+    while True:
+        text = log.read_text(errors="replace")
+        m = re.search(r"ready in ([0-9.]+)s: http on ([0-9.]+):(\d+)", text)
+        if m:
+            return proc, f"http://{m.group(2)}:{m.group(3)}", time.perf_counter() - t0, float(m.group(1))
+        if proc.poll() is not None or time.perf_counter() - t0 > 30:
+            raise RuntimeError(text)
+        time.sleep(0.005)
+
+
+def _vm_hwm_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def bench_http(tmp: Path, seconds: float, connections: int) -> dict[str, object]:
+    config = write_config(tmp)
+    proc, url, wall_ready, internal_ready = _start_daemon(config, tmp / "daemon.log")
+    try:
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench.loadgen",
+                "--url",
+                url,
+                "--connections",
+                str(connections),
+                "--seconds",
+                str(seconds),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=REPO,
+            preexec_fn=lambda: pin(CORE_CLIENT),
+        )
+        result: dict[str, object] = json.loads(out.stdout)
+        result["daemon_peak_rss_mib"] = _vm_hwm_kib(proc.pid) / 1024
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    result["startup_wall_s"] = wall_ready
+    result["startup_internal_s"] = internal_ready
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smaller run (smoke test of the bench itself)")
+    args = ap.parse_args()
+    n = 500 if args.quick else 4000
+    n_naive = 100 if args.quick else 400
+    seconds = 2.0 if args.quick else 8.0
+    print(
+        f"switchd bench: {os.cpu_count()} cores, python {sys.version.split()[0]}, "
+        f"1-tx pacs.008.001.08 with AppHdr, {len(pacs008())} bytes\n"
+    )
+
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        pin(CORE_DAEMON)
+        bare = bench_bare_lxml(messages(n, "A"))
+        pipe = trio.run(_pipeline, messages(n, "P"), tmp / "pipe.sqlite", 32)
+        naive = bench_naive(messages(n_naive, "N"), tmp / "naive.sqlite")
+        os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+        (tmp / "http").mkdir()
+        http = bench_http(tmp / "http", seconds, 32)
+
+    rows = [
+        ("bare lxml parse + validate (1 core)", f"{bare:,.0f} msg/s", "stage limit"),
+        (
+            "pipeline: + rules + durable journal (1 core)",
+            f"{pipe:,.0f} msg/s",
+            f"{pipe / bare:.2f}x bare lxml",
+        ),
+        ("naive: xmlschema + 1 commit/message", f"{naive:,.0f} msg/s", "baseline"),
+        (
+            "HTTP end to end, 32 clients (daemon on 1 core)",
+            f"{http['rps']:,.0f} msg/s",
+            f"{float(http['rps']) / naive:.1f}x naive",  # type: ignore[arg-type]
+        ),
+        ("HTTP latency p50 / p99", f"{http['p50_ms']:.1f} / {http['p99_ms']:.1f} ms", ""),
+        ("HTTP status codes", str(http["codes"]), ""),
+        (
+            "start-up to ready (wall / internal)",
+            f"{http['startup_wall_s']:.2f} / {http['startup_internal_s']:.2f} s",
+            "target < 2 s",
+        ),
+        ("daemon peak RSS (VmHWM)", f"{http['daemon_peak_rss_mib']:.0f} MiB", ""),
+    ]
+    width = max(len(r[0]) for r in rows)
+    for name, value, note in rows:
+        print(f"{name.ljust(width)}  {value:>22}  {note}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""The journal: the only code that touches SQLite. Messages, events (a global hash chain), refs and reports.
+
+See core.py for the Journal, writer.py for group commit, chain.py and verify.py for tamper evidence.
+"""
+
+from switchd.journal.core import Journal, open_journal
+from switchd.journal.reads import MessageNotFound
+from switchd.journal.records import (
+    CommitResult,
+    Conflict,
+    Event,
+    EventRow,
+    Idempotent,
+    InboundRecord,
+    JournalStatistics,
+    MessageRow,
+    Problem,
+    ReportRecord,
+    ReportRow,
+    Stored,
+    VerifyResult,
+)
+from switchd.journal.schema import SCHEMA_VERSION
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "CommitResult",
+    "Conflict",
+    "Event",
+    "EventRow",
+    "Idempotent",
+    "InboundRecord",
+    "Journal",
+    "JournalStatistics",
+    "MessageNotFound",
+    "MessageRow",
+    "Problem",
+    "ReportRecord",
+    "ReportRow",
+    "Stored",
+    "VerifyResult",
+    "open_journal",
+]

@@ -1,0 +1,241 @@
+"""extract_refs / searchable_refs over builder-made pacs.008, pain.001 and the status reports answering them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from switchd.errors import Finding
+from switchd.iso.catalogue import MessageDef
+from switchd.iso.refs import extract_refs, searchable_refs
+from switchd.iso.reports import build_status_report
+from tests.builders import (
+    PmtInf,
+    Tx,
+    catalogue,
+    def_of,
+    make_txs,
+    message_def,
+    pacs008,
+    pain001,
+    split,
+    stable_uetr,
+)
+
+CATALOGUE = catalogue()
+PACS008 = message_def("pacs.008.001.08")
+PAIN001 = message_def("pain.001.001.09")
+PACS002 = message_def("pacs.002.001.10")
+PAIN002 = message_def("pain.002.001.10")
+NOW = datetime(2026, 11, 23, 10, 0, 5, tzinfo=UTC)
+
+
+def refs_of(defn: MessageDef | None, data: bytes):
+    assert defn is not None
+    return extract_refs(defn, split(data)[1])
+
+
+def test_pacs008_group_and_transactions():
+    txs = [
+        Tx(end_to_end_id="E2E-1", tx_id="TX-1", instr_id="INS-1", amount="100.00"),
+        Tx(end_to_end_id="E2E-2", tx_id="TX-2", amount="250.5", ccy="EUR", cdtr_agt_bic="CCCCGB2L"),
+    ]
+    refs = refs_of(PACS008, pacs008(msg_id="M-7", txs=txs))
+    assert refs.message_id == "pacs.008.001.08"
+    assert refs.path == "/Document/FIToFICstmrCdtTrf"
+    assert (refs.msg_id, refs.cre_dt_tm, refs.nb_of_txs) == ("M-7", "2026-11-23T10:00:00Z", "2")
+    assert refs.ctrl_sum == Decimal("350.50") and refs.ctrl_sum_text == "350.50"
+    assert (refs.ttl_amount, refs.ttl_ccy) == (Decimal("350.50"), "EUR")
+    assert (refs.instg_agt_bic, refs.instd_agt_bic) == ("AAAAUS33XXX", "BBBBDEFFXXX")
+    assert refs.payment_infos == ()
+    first, second = refs.transactions
+    assert first.path == "/Document/FIToFICstmrCdtTrf/CdtTrfTxInf[1]"
+    assert second.path == "/Document/FIToFICstmrCdtTrf/CdtTrfTxInf[2]"
+    assert (first.end_to_end_id, first.tx_id, first.instr_id) == ("E2E-1", "TX-1", "INS-1")
+    assert first.uetr == stable_uetr("E2E-1")
+    assert (second.amount, second.amount_text, second.currency) == (Decimal("250.5"), "250.5", "EUR")
+    assert second.amount_path == "/Document/FIToFICstmrCdtTrf/CdtTrfTxInf[2]/IntrBkSttlmAmt"
+    assert (second.dbtr_agt_bic, second.cdtr_agt_bic) == ("AAAAUS33XXX", "CCCCGB2L")
+    assert (second.instg_agt_bic, second.instd_agt_bic) == (None, None)
+    assert [t.index for t in refs.transactions] == [0, 1]
+
+
+def test_single_transaction_path_has_no_index():
+    # The same convention as validate.named_path: an index only where the name repeats.
+    (tx,) = refs_of(PACS008, pacs008()).transactions
+    assert tx.path == "/Document/FIToFICstmrCdtTrf/CdtTrfTxInf"
+
+
+def test_pacs008_transaction_agents_and_absent_optionals():
+    data = pacs008(
+        instg_bic=None,
+        instd_bic=None,
+        ctrl_sum="__omit__",
+        ttl="__omit__",
+        txs=[Tx(instg_agt_bic="AAAAUS33", instd_agt_bic="BBBBDEFF", uetr=None, tx_id=None)],
+    )
+    refs = refs_of(PACS008, data)
+    assert (refs.instg_agt_bic, refs.instd_agt_bic, refs.ctrl_sum, refs.ctrl_sum_text) == (None, None, None, None)
+    assert (refs.ttl_amount, refs.ttl_amount_text, refs.ttl_ccy) == (None, None, None)
+    (tx,) = refs.transactions
+    assert (tx.instg_agt_bic, tx.instd_agt_bic, tx.uetr, tx.tx_id) == ("AAAAUS33", "BBBBDEFF", None, None)
+
+
+def test_agent_without_bicfi_is_empty_string_not_none():
+    _, doc = split(pacs008())
+    ns = PACS008.namespace
+    bicfi = doc.find(f".//{{{ns}}}GrpHdr/{{{ns}}}InstgAgt/{{{ns}}}FinInstnId/{{{ns}}}BICFI")
+    fin = bicfi.getparent()
+    fin.remove(bicfi)
+    mmb = etree.SubElement(fin, f"{{{ns}}}ClrSysMmbId")
+    etree.SubElement(mmb, f"{{{ns}}}MmbId").text = "021000021"
+    refs = extract_refs(PACS008, doc)
+    assert refs.instg_agt_bic == ""
+    assert refs.instd_agt_bic == "BBBBDEFFXXX"
+
+
+def test_pain001_payment_infos_and_transactions():
+    data = pain001(
+        msg_id="P-9",
+        pmt_infs=[
+            PmtInf("PMT-1", make_txs(2), dbtr_agt_bic="AAAAUS33"),
+            PmtInf("PMT-2", [Tx(end_to_end_id="E2E-3", instr_id="I-3", amount="7.25", ccy="USD")]),
+        ],
+    )
+    refs = refs_of(PAIN001, data)
+    assert (refs.msg_id, refs.nb_of_txs, refs.ctrl_sum) == ("P-9", "3", Decimal("207.25"))
+    assert refs.ttl_amount is None
+    p1, p2 = refs.payment_infos
+    assert (p1.path, p1.pmt_inf_id, p1.nb_of_txs, p1.ctrl_sum, p1.tx_count) == (
+        "/Document/CstmrCdtTrfInitn/PmtInf[1]",
+        "PMT-1",
+        "2",
+        Decimal("200.00"),
+        2,
+    )
+    assert (p1.dbtr_agt_bic, p2.dbtr_agt_bic) == ("AAAAUS33", "AAAAUS33XXX")
+    t1, t2, t3 = refs.transactions
+    assert [t.index for t in refs.transactions] == [0, 1, 2]
+    assert t1.path == "/Document/CstmrCdtTrfInitn/PmtInf[1]/CdtTrfTxInf[1]"
+    assert t3.path == "/Document/CstmrCdtTrfInitn/PmtInf[2]/CdtTrfTxInf"
+    assert (t2.pmt_inf_id, t2.pmt_inf_index, t3.pmt_inf_id, t3.pmt_inf_index) == ("PMT-1", 0, "PMT-2", 1)
+    assert (t3.end_to_end_id, t3.instr_id, t3.tx_id) == ("E2E-3", "I-3", None)
+    assert (t3.amount, t3.currency) == (Decimal("7.25"), "USD")
+    assert t3.amount_path == "/Document/CstmrCdtTrfInitn/PmtInf[2]/CdtTrfTxInf/Amt/InstdAmt"
+    assert (t1.dbtr_agt_bic, t3.dbtr_agt_bic, t3.cdtr_agt_bic) == ("AAAAUS33", "AAAAUS33XXX", "BBBBDEFFXXX")
+
+
+def test_searchable_refs_kinds_order_and_no_duplicates():
+    data = pain001(
+        pmt_infs=[
+            PmtInf("PMT-1", [Tx(end_to_end_id="E-1", instr_id="I-1", uetr=None), Tx(end_to_end_id="E-1")]),
+        ]
+    )
+    pairs = searchable_refs(refs_of(PAIN001, data))
+    assert pairs == (
+        ("pmt_inf_id", "PMT-1"),
+        ("end_to_end_id", "E-1"),
+        ("instr_id", "I-1"),
+        ("uetr", stable_uetr("E-1")),
+    )
+    pacs = searchable_refs(refs_of(PACS008, pacs008(txs=[Tx(instr_id="I-9")])))
+    assert pacs == (
+        ("end_to_end_id", "E2E-1"),
+        ("uetr", stable_uetr("E2E-1")),
+        ("tx_id", "TX-1"),
+        ("instr_id", "I-9"),
+    )
+
+
+def test_unreadable_numbers_become_none_but_keep_their_text():
+    # Not schema-valid; refs must still not raise (reports are built from refs of invalid messages too).
+    data = pacs008(nb_of_txs="x", ctrl_sum="abc", txs=[Tx(amount="1,5")], ttl="NaN")
+    refs = refs_of(PACS008, data)
+    assert (refs.nb_of_txs, refs.ctrl_sum, refs.ctrl_sum_text, refs.ttl_amount) == ("x", None, "abc", None)
+    (tx,) = refs.transactions
+    assert (tx.amount, tx.amount_text) == (None, "1,5")
+
+
+def test_wrong_root_gives_empty_refs():
+    doc = etree.fromstring(f'<Document xmlns="{PACS008.namespace}"><Other/></Document>'.encode())
+    refs = extract_refs(PACS008, doc)
+    assert (refs.msg_id, refs.transactions, refs.payment_infos) == (None, (), ())
+
+
+def test_comments_and_processing_instructions_are_skipped():
+    data = pacs008().replace(b"<MsgId>", b"<!-- c --><?pi x?><MsgId>")
+    assert refs_of(PACS008, data).msg_id == "MSG-1"
+
+
+def test_other_messages_get_group_fields_only():
+    other = MessageDef(id="pacs.008.001.08", root="FIToFICstmrCdtTrf", role="payment", report=None)
+    odd = MessageDef(id="pacs.009.001.08", root="FICdtTrf", role="payment", report=None)
+    doc = etree.fromstring(
+        f'<Document xmlns="{odd.namespace}"><FICdtTrf><GrpHdr><MsgId>F-1</MsgId>'
+        f"<NbOfTxs>1</NbOfTxs></GrpHdr><CdtTrfTxInf/></FICdtTrf></Document>".encode()
+    )
+    refs = extract_refs(odd, doc)
+    assert (refs.msg_id, refs.nb_of_txs, refs.transactions) == ("F-1", "1", ())
+    assert extract_refs(other, split(pacs008())[1]).msg_id == "MSG-1"
+
+
+def test_pacs002_refs_carry_the_original_ids():
+    original_data = pacs008(msg_id="ORIG-1", txs=make_txs(2))
+    original = refs_of(PACS008, original_data)
+    finding = Finding("AC03", "bad", path=original.transactions[1].path + "/CdtrAcct/Id/IBAN")
+    report = build_status_report(
+        report_def=PACS002,
+        original_def=PACS008,
+        original=original,
+        original_msg_id=None,
+        findings=[finding],
+        report_msg_id="RPT-1",
+        created_at=NOW,
+        instructing_bic="SWCHGB2L",
+        instructed_bic="AAAAUS33XXX",
+    )
+    refs = extract_refs(PACS002, etree.fromstring(report))
+    assert (refs.msg_id, refs.original_msg_id, refs.original_msg_nm_id, refs.group_status) == (
+        "RPT-1",
+        "ORIG-1",
+        "pacs.008.001.08",
+        "RJCT",
+    )
+    assert (refs.instg_agt_bic, refs.instd_agt_bic) == ("SWCHGB2L", "AAAAUS33XXX")
+    (tx,) = refs.transactions
+    assert (tx.end_to_end_id, tx.tx_id, tx.uetr, tx.status) == ("E2E-2", "TX-2", stable_uetr("E2E-2"), "RJCT")
+    assert tx.path == "/Document/FIToFIPmtStsRpt/TxInfAndSts"
+    assert ("end_to_end_id", "E2E-2") in searchable_refs(refs)
+
+
+def test_pain002_refs_carry_payment_infos():
+    original = refs_of(PAIN001, pain001(pmt_infs=[PmtInf("PMT-1"), PmtInf("PMT-2", [Tx(end_to_end_id="E-9")])]))
+    finding = Finding("AC03", "bad", path=original.transactions[1].path + "/CdtrAcct/Id/IBAN")
+    report = build_status_report(
+        report_def=PAIN002,
+        original_def=PAIN001,
+        original=original,
+        original_msg_id=None,
+        findings=[finding],
+        report_msg_id="RPT-2",
+        created_at=NOW,
+    )
+    refs = extract_refs(PAIN002, etree.fromstring(report))
+    (pi,) = refs.payment_infos
+    assert (pi.pmt_inf_id, pi.path, pi.tx_count) == ("PMT-2", "/Document/CstmrPmtStsRpt/OrgnlPmtInfAndSts", 1)
+    (tx,) = refs.transactions
+    assert (tx.end_to_end_id, tx.pmt_inf_id, tx.pmt_inf_index, tx.status) == ("E-9", "PMT-2", 0, "RJCT")
+    assert tx.path == "/Document/CstmrPmtStsRpt/OrgnlPmtInfAndSts/TxInfAndSts"
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parent.parent / "samples").glob("*.xml")), ids=str)
+def test_every_sample_yields_refs(path: Path):
+    _hdr, doc = split(path.read_bytes())
+    defn = def_of(doc)
+    refs = extract_refs(defn, doc)
+    assert refs.msg_id and refs.transactions
+    assert all(t.end_to_end_id for t in refs.transactions)

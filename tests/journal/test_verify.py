@@ -1,0 +1,234 @@
+"""Tamper evidence: every kind of edit made behind the journal's back is found and the row named."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from switchd.journal import Journal, VerifyResult, open_journal
+from switchd.journal.chain import canonical_json, event_hash
+
+from .factory import make_record, make_report
+
+# Three messages of three events each (seq 1-9), then a routed event (10) and a reported event (11) on M2.
+LAST = 11
+
+
+@pytest.fixture
+async def populated(db_path: Path) -> Path:
+    async with open_journal(db_path) as journal:
+        for i in (1, 2, 3):
+            await journal.commit_inbound(make_record(f"M{i}", msg_id=f"MSG-{i}", raw=f"<Doc>{i}</Doc>".encode()))
+        await journal.append_events("M2", [("routed", {"connector": "bank-b"})], "routed", at="2025-03-01T11:00Z")
+        await journal.add_report("M2", make_report("R2", status="ACSC"), "BANKA")
+        assert journal.chain_head()[0] == LAST
+    return db_path
+
+
+@contextmanager
+def tamper(path: Path) -> Iterator[sqlite3.Connection]:
+    """A raw connection, as an attacker or a careless operator with the file would have."""
+    conn = sqlite3.connect(path)
+    try:
+        yield conn
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def check(path: Path, anchor: tuple[int, str] | None = None) -> VerifyResult:
+    journal = Journal.open(path, readonly=True)
+    try:
+        return journal.verify(anchor)
+    finally:
+        journal.close()
+
+
+def named(result: VerifyResult) -> set[str]:
+    return {str(p) for p in result.problems}
+
+
+async def test_an_untouched_journal_verifies(populated: Path) -> None:
+    result = check(populated)
+    assert result.ok, result.problems
+    assert (result.checked, result.messages) == (LAST, 3)
+    assert result.head is not None and result.head[0] == LAST
+
+
+async def test_edited_event_detail_is_named(populated: Path) -> None:
+    with tamper(populated) as conn:
+        conn.execute("""UPDATE events SET detail = '{"connector":"evil-bank"}' WHERE seq = 10""")
+    result = check(populated)
+    assert not result.ok
+    assert [(p.seq, p.message_id) for p in result.problems] == [(10, "M2")]
+    assert "does not match its hash" in result.problems[0].what
+
+
+async def test_edited_event_kind_and_time_are_named(populated: Path) -> None:
+    with tamper(populated) as conn:
+        conn.execute("UPDATE events SET kind = 'rejected' WHERE seq = 3")
+        conn.execute("UPDATE events SET at = '2020-01-01T00:00:00.000000Z' WHERE seq = 7")
+    assert [p.seq for p in check(populated).problems] == [3, 7]
+
+
+async def test_an_edit_with_a_recomputed_hash_breaks_the_next_link(populated: Path) -> None:
+    # The attacker knows the algorithm and rehashes the edited row, but not the rest of the chain.
+    with tamper(populated) as conn:
+        seq, mid, at, kind, prev = conn.execute(
+            "SELECT seq, message_id, at, kind, prev_hash FROM events WHERE seq = 5"
+        ).fetchone()
+        detail = canonical_json({"forged": True})
+        conn.execute(
+            "UPDATE events SET detail = ?, hash = ? WHERE seq = 5",
+            (detail, event_hash(prev, seq, mid, at, kind, detail)),
+        )
+    result = check(populated)
+    assert [p.seq for p in result.problems] == [6]
+    assert "prev_hash" in result.problems[0].what
+
+
+async def test_deleted_event_is_named(populated: Path) -> None:
+    with tamper(populated) as conn:
+        conn.execute("DELETE FROM events WHERE seq = 5")
+    result = check(populated)
+    assert [p.seq for p in result.problems] == [5]
+    assert "missing" in result.problems[0].what
+
+
+async def test_deleted_received_event_names_the_gap_and_the_unpinned_message(populated: Path) -> None:
+    with tamper(populated) as conn:
+        conn.execute("DELETE FROM events WHERE seq = 4")
+    assert named(check(populated)) == {
+        "event 4: event(s) 4 missing: deleted from the chain",
+        "message M2: no 'received' event pinning the raw bytes' sha256",
+    }
+
+
+async def test_deleted_message_with_its_events_and_refs_is_named(populated: Path) -> None:
+    with tamper(populated) as conn:
+        conn.execute("DELETE FROM events WHERE message_id = 'M1'")
+        conn.execute("DELETE FROM messages WHERE id = 'M1'")
+    result = check(populated)
+    assert [p.seq for p in result.problems] == [1]
+    assert "1..3 missing" in result.problems[0].what
+
+
+async def test_deleted_message_row_alone_is_named(populated: Path) -> None:
+    with tamper(populated) as conn:
+        conn.execute("DELETE FROM messages WHERE id = 'M3'")
+    assert named(check(populated)) == {"message M3: message row deleted: its events remain"}
+
+
+async def test_reordered_events_are_named(populated: Path) -> None:
+    with tamper(populated) as conn:
+        conn.execute("UPDATE events SET seq = -1 WHERE seq = 4")
+        conn.execute("UPDATE events SET seq = 4 WHERE seq = 5")
+        conn.execute("UPDATE events SET seq = 5 WHERE seq = -1")
+    result = check(populated)
+    # Both moved rows fail their hash, and the row after them no longer links to what now precedes it.
+    assert {p.seq for p in result.problems} == {4, 5, 6}
+    assert {p.seq for p in result.problems if "does not match its hash" in p.what} == {4, 5}
+
+
+async def test_edited_raw_bytes_are_named(populated: Path) -> None:
+    with tamper(populated) as conn:
+        conn.execute("UPDATE messages SET raw = ? WHERE id = 'M2'", (b"<Doc>2000000</Doc>",))
+    result = check(populated)
+    assert {p.message_id for p in result.problems} == {"M2"}
+    assert all(p.seq is None for p in result.problems)
+    assert any("raw bytes do not match" in p.what for p in result.problems)
+
+
+async def test_edited_raw_with_its_sha256_column_is_still_caught_by_the_chain(populated: Path) -> None:
+    forged = b"<Doc>forged</Doc>"
+    with tamper(populated) as conn:
+        conn.execute(
+            "UPDATE messages SET raw = ?, sha256 = ? WHERE id = 'M3'", (forged, hashlib.sha256(forged).hexdigest())
+        )
+    result = check(populated)
+    assert [(p.message_id, p.what) for p in result.problems] == [
+        ("M3", "raw bytes do not match the sha256 in its 'received' event 7")
+    ]
+
+
+async def test_truncated_tail_is_named(populated: Path) -> None:
+    with tamper(populated) as conn:
+        conn.execute("DELETE FROM events WHERE seq >= 10")
+    result = check(populated)
+    assert [p.seq for p in result.problems] == [10]
+    assert "10..11 missing: chain tail truncated" in result.problems[0].what
+
+
+async def test_deleted_last_event_is_named(populated: Path) -> None:
+    with tamper(populated) as conn:
+        conn.execute("DELETE FROM events WHERE seq = ?", (LAST,))
+    result = check(populated)
+    # The reported event pinned the report's XML: its absence shows as the truncated tail.
+    assert [p.seq for p in result.problems] == [LAST]
+
+
+async def test_edited_report_xml_is_named(populated: Path) -> None:
+    with tamper(populated) as conn:
+        conn.execute("UPDATE reports SET xml = ? WHERE report_id = 'R2'", (b"<Document>RJCT</Document>",))
+    result = check(populated)
+    assert [(p.seq, p.message_id) for p in result.problems] == [(LAST, "M2"), (None, "M2")]
+    assert all("XML" in p.what and "edited" in p.what for p in result.problems)
+
+
+async def test_edited_xml_of_a_report_stored_with_its_message_is_named(db_path: Path) -> None:
+    async with open_journal(db_path) as journal:
+        rec = make_record("M1", state="rejected", report=make_report("R1"))
+        await journal.commit_inbound(rec)
+    with tamper(db_path) as conn:
+        conn.execute("UPDATE reports SET xml = ? WHERE report_id = 'R1'", (b"<Document>ACCP</Document>",))
+    assert named(check(db_path)) == {"message M1: report 'R1' (cursor 1) XML does not match its sha256: edited"}
+
+
+async def test_missing_chain_head_is_named(populated: Path) -> None:
+    with tamper(populated) as conn:
+        conn.execute("DELETE FROM chain_head")
+    assert any("chain head row is missing" in p.what for p in check(populated).problems)
+
+
+async def test_events_appended_behind_the_journal_are_named(populated: Path) -> None:
+    with tamper(populated) as conn:
+        prev = conn.execute("SELECT hash FROM events WHERE seq = ?", (LAST,)).fetchone()[0]
+        detail = canonical_json({})
+        digest = event_hash(prev, LAST + 1, "M1", "2025-03-01T12:00Z", "delivered", detail)
+        conn.execute(
+            "INSERT INTO events VALUES (?, 'M1', '2025-03-01T12:00Z', 'delivered', ?, ?, ?)",
+            (LAST + 1, detail, prev, digest),
+        )
+    assert [p.seq for p in check(populated).problems] == [LAST + 1]
+
+
+async def test_a_fully_rewritten_tail_needs_an_outside_anchor(populated: Path) -> None:
+    anchor = check(populated).head
+    assert anchor is not None
+    # Rewrite the whole chain from seq 10 on, head included: internally consistent again.
+    with tamper(populated) as conn:
+        conn.execute("DELETE FROM events WHERE seq >= 10")
+        seq, head = conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        conn.execute("UPDATE chain_head SET seq = ?, hash = ?", (seq, head))
+        conn.execute("UPDATE messages SET state = 'accepted' WHERE id = 'M2'")
+    assert check(populated).ok  # what the chain alone cannot see
+    result = check(populated, anchor=anchor)
+    assert [p.seq for p in result.problems] == [LAST]
+    assert "anchored event is missing" in result.problems[0].what
+
+
+async def test_verify_reads_details_as_json(populated: Path) -> None:
+    with tamper(populated) as conn:
+        conn.execute("UPDATE events SET detail = 'not json' WHERE seq = 2")
+    result = check(populated)
+    assert [p.seq for p in result.problems] == [2]
+    # The detail the chain protects is the JSON value, not its spelling: a reformatted detail is still the same.
+    with tamper(populated) as conn:
+        conn.execute("UPDATE events SET detail = ? WHERE seq = 2", (json.dumps({"message_type": "pacs.008.001.08"}),))
+    assert check(populated).ok

@@ -1,0 +1,1 @@
+"""Tests of the ISO 20022 schemas and their generator."""
