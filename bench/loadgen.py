@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
+import uuid
 from urllib.parse import urlsplit
 
 import h11
 import trio
 
+from bench.messages import rich_pacs008
 from tests.builders import pacs008
 
 PLACEHOLDER = "PLACEHOLDER-MSGID"
@@ -25,6 +28,7 @@ async def _worker(
     port: int,
     token: str,
     template: bytes,
+    uetr: bytes,
     n: int,
     deadline: float,
     rate_interval: float,
@@ -45,7 +49,10 @@ async def _worker(
                 if delay > 0:
                     await trio.sleep(delay)
             i += 1
-            body = template.replace(PLACEHOLDER.encode(), f"B{n}-{i}".encode())
+            # a fresh MsgId/EndToEndId and UETR each time: every request is a new payment, not a resubmission
+            body = template.replace(PLACEHOLDER.encode(), f"B{n}-{i}".encode()).replace(
+                uetr, str(uuid.uuid4()).encode()
+            )
             headers = [
                 ("Host", host),
                 ("Content-Type", "application/xml"),
@@ -71,17 +78,22 @@ async def _worker(
             conn.start_next_cycle()
 
 
-async def run(url: str, token: str, connections: int, seconds: float, rate: float) -> dict[str, object]:
+async def run(
+    url: str, token: str, connections: int, seconds: float, rate: float, shape: str = "minimal"
+) -> dict[str, object]:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    template = pacs008(msg_id=PLACEHOLDER)
+    template = rich_pacs008(PLACEHOLDER, PLACEHOLDER + "-E") if shape == "rich" else pacs008(msg_id=PLACEHOLDER)
+    match = re.search(rb"<UETR>([^<]+)</UETR>", template)
+    assert match is not None
+    uetr = match.group(1)
     stats: dict[str, list[float] | dict[int, int]] = {"latencies": [], "codes": {}}
     interval = connections / rate if rate else 0.0
     start = time.perf_counter()
     deadline = start + seconds
     async with trio.open_nursery() as nursery:
         for n in range(connections):
-            nursery.start_soon(_worker, host, port, token, template, n, deadline, interval, stats)
+            nursery.start_soon(_worker, host, port, token, template, uetr, n, deadline, interval, stats)
     elapsed = time.perf_counter() - start
     lat = sorted(stats["latencies"])  # type: ignore[arg-type]
     return {
@@ -102,8 +114,9 @@ def main() -> None:
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--rate", type=float, default=0.0, help="offered load in requests/s (0 = closed loop)")
+    p.add_argument("--shape", choices=["minimal", "rich"], default="minimal", help="message shape (bench.messages)")
     a = p.parse_args()
-    print(json.dumps(trio.run(run, a.url, a.token, a.connections, a.seconds, a.rate)))
+    print(json.dumps(trio.run(run, a.url, a.token, a.connections, a.seconds, a.rate, a.shape)))
     sys.stdout.flush()
 
 

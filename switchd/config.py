@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import re
 import tomllib
 from dataclasses import dataclass
@@ -42,6 +43,10 @@ class _Limits(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     drain_timeout_s: float = 20.0
 
 
+class _Workers(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    intake: int | None = None  # processes that examine messages; None: cores - 1 (at least 1); 0: inline
+
+
 class _Participant(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     name: str
     bics: list[str]
@@ -53,6 +58,7 @@ class _File(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     paths: _Paths = _Paths()
     http: _Http = _Http()
     limits: _Limits = _Limits()
+    workers: _Workers = _Workers()
     participants: list[_Participant] = []
 
 
@@ -84,6 +90,7 @@ class Config:
     schema_dir: Path
     http: HttpConfig
     drain_timeout_s: float
+    intake_workers: int  # 0: examine on the trio thread
     participants: tuple[Participant, ...]
 
     def participant_by_token(self, token: str) -> Participant | None:
@@ -174,6 +181,10 @@ def _build(source: Path, raw: _File) -> Config:
         max_connections=raw.http.max_connections,
     )
 
+    if raw.workers.intake is not None and not 0 <= raw.workers.intake <= 64:
+        raise ConfigError(name, "workers.intake", "must be between 0 and 64")
+    intake_workers = raw.workers.intake if raw.workers.intake is not None else max(1, (os.cpu_count() or 1) - 1)
+
     participants: list[Participant] = []
     seen: set[str] = set()
     for i, p in enumerate(raw.participants):
@@ -201,6 +212,7 @@ def _build(source: Path, raw: _File) -> Config:
         schema_dir=schema_dir,
         http=http,
         drain_timeout_s=raw.limits.drain_timeout_s,
+        intake_workers=intake_workers,
         participants=tuple(participants),
     )
 

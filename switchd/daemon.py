@@ -21,11 +21,13 @@ from adapters.http.api import Api, ApiState
 from adapters.http.server import serve_http
 from switchd.config import Config, load_config
 from switchd.errors import ConfigError
+from switchd.examine import Examiner
 from switchd.journal import open_journal
 from switchd.metrics import Metrics
-from switchd.pipeline import Clock, Examiner, Pipeline, utc_now
+from switchd.pipeline import Clock, Pipeline, utc_now
 from switchd.schemas import load_schemas
 from switchd.systemd import sd_notify
+from switchd.workers import InlineExaminer, ProcessExaminer, VerdictSource
 
 log = logging.getLogger("switchd")
 
@@ -60,9 +62,16 @@ class Daemon:
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         metrics = Metrics()
         state = self.state
-        async with open_journal(cfg.journal_path) as journal:
+        examiner = Examiner(catalogue, schemas, cfg.http.max_body_bytes)
+        async with open_journal(cfg.journal_path) as journal, trio.open_nursery() as workers_nursery:
+            verdicts: VerdictSource = InlineExaminer(examiner)
+            if cfg.intake_workers > 0:
+                pool = ProcessExaminer(cfg.schema_dir, cfg.http.max_body_bytes, cfg.intake_workers)
+                await workers_nursery.start(pool.run)
+                verdicts = pool
             pipeline = Pipeline(
-                examiner=Examiner(catalogue, schemas, cfg.http.max_body_bytes),
+                examiner=examiner,
+                verdicts=verdicts,
                 journal=journal,
                 metrics=metrics,
                 clock=self.clock,
@@ -81,12 +90,13 @@ class Daemon:
                 metrics.ready.set(1)
                 elapsed = time.perf_counter() - started
                 log.info(
-                    "ready in %.2fs: http on %s, journal %s, %d message types, %d participants",
+                    "ready in %.2fs: http on %s, journal %s, %d message types, %d participants, %d intake workers",
                     elapsed,
                     ", ".join(f"{a[0]}:{a[1]}" for a in addrs),
                     cfg.journal_path,
                     len(catalogue),
                     len(cfg.participants),
+                    cfg.intake_workers,
                 )
                 write_runtime_file(cfg, addrs)
                 sd_notify("READY=1\nSTATUS=accepting messages")
@@ -104,6 +114,7 @@ class Daemon:
                 if drain.cancelled_caught:
                     log.warning("drain timed out with %d message(s) in flight; none was answered 202", state.inflight)
                 nursery.cancel_scope.cancel()
+            workers_nursery.cancel_scope.cancel()
         runtime_file(cfg).unlink(missing_ok=True)
         self.stopped.set()
         log.info("stopped; journal closed")

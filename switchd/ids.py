@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import secrets
+import os
+import random
 from datetime import datetime
 
-_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
-
-
-def _b32(n: int, width: int) -> str:
-    out = []
-    for _ in range(width):
-        n, r = divmod(n, 32)
-        out.append(_ALPHABET[r])
-    return "".join(reversed(out))
+# Ids must be unique, not secret (access is by participant, never by knowing an id): a PRNG seeded from the OS
+# costs ~0.3 us where secrets.token_bytes costs a getrandom() syscall per id. Reseeded in forked children so two
+# processes never share a sequence.
+_RANDOM = random.Random(os.urandom(32))
+os.register_at_fork(after_in_child=lambda: _RANDOM.seed(os.urandom(32)))
 
 
 def new_message_id(now: datetime) -> str:
-    """26 characters, sortable by time (ms), 80 random bits: 'M' + 10 time chars + 16 random chars - 1."""
+    """'M' + 12 hex digits of milliseconds + 20 random hex digits (80 bits): 33 characters, sorting like the time."""
     ms = int(now.timestamp() * 1000)
-    return "M" + _b32(ms, 10) + _b32(secrets.randbits(75), 15)
+    return f"M{ms:012x}{_RANDOM.getrandbits(80):020x}"
 
 
 def report_msg_id(message_id: str) -> str:

@@ -38,6 +38,9 @@ request_timeout_s = 10.0
 [limits]
 drain_timeout_s = 10.0
 
+[workers]
+intake = {workers}
+
 [[participants]]
 name = "bank-a"
 bics = ["AAAAUS33XXX"]
@@ -52,7 +55,13 @@ token_sha256 = "c878ba2cc2ef91b968ac7ffe0baa1714cf8b7a9c08144275f411d8c9da232390
 
 
 def write_config(
-    directory: Path, *, port: int = 0, max_body: int = 1_048_576, tls: str = "", bank_a_cert: str = ""
+    directory: Path,
+    *,
+    port: int = 0,
+    max_body: int = 1_048_576,
+    tls: str = "",
+    bank_a_cert: str = "",
+    workers: int = 1,
 ) -> Path:
     path = directory / "switchd.toml"
     path.write_text(
@@ -63,6 +72,7 @@ def write_config(
             max_body=max_body,
             tls=tls,
             bank_a_cert=bank_a_cert,
+            workers=workers,
         )
     )
     return path

@@ -179,8 +179,7 @@ async def _next_event(conn: h11.Connection, stream: trio.abc.Stream) -> Any:
     while True:
         event = conn.next_event()
         if event is h11.NEED_DATA:
-            data = await stream.receive_some(READ_SIZE)
-            conn.receive_data(data)
+            conn.receive_data(bytes(await stream.receive_some(READ_SIZE)))
             continue
         return event
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from switchd.config import Participant
-from switchd.pipeline import Examiner
+from switchd.examine import Examiner
 from switchd.schemas import load_schemas
 
 MAX_FILE_BYTES = 512 * 1024 * 1024  # offline: the operator chose the file; only guard against the absurd

@@ -20,7 +20,7 @@ _STEP = re.compile(r"^\*(?:\[(\d+)\])?$")
 MAX_FINDINGS = 100  # an invalid 5 MB file can hold thousands of errors; the report needs the first ones
 
 
-class _RefuseAll(etree.Resolver):
+class _RefuseAll(etree.Resolver):  # type: ignore[misc]  # lxml-stubs are not installed
     def resolve(self, system_url: str, public_id: str, context: object) -> None:
         raise ValueError(f"schema tried to load {system_url!r}: imports and includes are refused")
 
@@ -58,7 +58,7 @@ class SchemaSet:
         schema = self.schemas[defn.id]
         if schema.validate(element):
             return []
-        findings = []
+        findings: list[Finding] = []
         for err in schema.error_log:
             if len(findings) >= MAX_FINDINGS:
                 break
