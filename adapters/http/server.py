@@ -91,24 +91,27 @@ async def _connection(
     handler: Handler,
     limiter: trio.Semaphore,
 ) -> None:
+    peer = "-"
     try:
-        peer = "{}:{}".format(*tcp.socket.getpeername()[:2])
-        stream: trio.abc.Stream = tcp
-        cert_fp = None
-        if ctx is not None:
-            tls = trio.SSLStream(tcp, ctx, server_side=True)
-            with trio.move_on_after(cfg.request_timeout_s) as cs:
-                await tls.do_handshake()
-            if cs.cancelled_caught:
-                await tcp.aclose()
-                return
-            der = tls.getpeercert(binary_form=True)
-            cert_fp = hashlib.sha256(der).hexdigest() if der else None
-            stream = tls
-        async with stream:
-            await _serve_connection(stream, cfg, handler, peer, cert_fp)
-    except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, ConnectionError) as exc:
-        log.debug("connection from %s ended: %s", tcp.socket.getpeername(), exc)
+        async with tcp:  # closes the socket on every path, a failed or timed-out TLS handshake included
+            peer = "{}:{}".format(*tcp.socket.getpeername()[:2])
+            stream: trio.abc.Stream = tcp
+            cert_fp = None
+            if ctx is not None:
+                # https_compatible: a client closing without close_notify ends the connection, not an error
+                tls = trio.SSLStream(tcp, ctx, server_side=True, https_compatible=True)
+                with trio.move_on_after(cfg.request_timeout_s) as cs:
+                    await tls.do_handshake()
+                if cs.cancelled_caught:
+                    return
+                der = tls.getpeercert(binary_form=True)
+                cert_fp = hashlib.sha256(der).hexdigest() if der else None
+                stream = tls
+            async with stream:
+                await _serve_connection(stream, cfg, handler, peer, cert_fp)
+    except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError) as exc:
+        # One client's broken connection is its own business; never touch the (dead) socket here.
+        log.debug("connection from %s ended: %s", peer, exc)
     finally:
         limiter.release()
 

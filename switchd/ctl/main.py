@@ -221,8 +221,12 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+# Integrity data (digests the journal pins in the chain) is for `journal verify` and --json, not for reading.
+_HIDDEN_DETAIL = {"at", "journal", "sha256"}
+
+
 def _brief(detail: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in detail.items() if k != "at" and v is not None)
+    return ", ".join(f"{k}={v}" for k, v in detail.items() if k not in _HIDDEN_DETAIL and v is not None)
 
 
 def cmd_journal_verify(args: argparse.Namespace) -> int:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import struct
+
 import httpx
 import trio
 from lxml import etree
@@ -265,3 +268,20 @@ async def test_keep_alive_serves_many_requests_on_one_connection(daemon: Running
         for i in range(20):
             r = await c.post("/v1/messages", content=pacs008(msg_id=f"KA-{i}"), headers=XML)
             assert r.status_code == 202
+
+
+async def test_client_reset_mid_body_does_not_take_the_daemon_down(daemon: RunningDaemon) -> None:
+    host, port = daemon.base_url.removeprefix("http://").split(":")
+    for _ in range(3):
+        stream = await trio.open_tcp_stream(host, int(port))
+        await stream.send_all(
+            b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer demo-bank-a\r\n"
+            b"Content-Type: application/xml\r\nContent-Length: 5000\r\n\r\n<Document"
+        )
+        # SO_LINGER 0: close sends RST, as a crashed client or a middlebox would
+        stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await stream.aclose()
+    await trio.sleep(0.2)
+    async with daemon.client() as c:
+        r = await c.post("/v1/messages", content=pacs008(msg_id="AFTER-RST"), headers=XML)
+    assert r.status_code == 202
