@@ -1,15 +1,24 @@
-"""Journal write throughput: one transaction per message vs group commit with N concurrent trio tasks.
+"""Journal write throughput and latency: one transaction per message vs group commit with N concurrent trio tasks.
 
-    .venv/bin/python -m bench.journal_bench [--messages 3000] [--dir DIR]
+    .venv/bin/python -m bench.journal_bench [--messages 3000] [--dir DIR] [--tasks 1,8,32,128,512]
+        [--work-us 0] [--think-us 0] [--repeat 1] [--no-direct]
 
 Each message is a ~7 KB raw body with 3 events and 3 refs, committed durably (WAL, synchronous=FULL). Figures
 depend on the disk's fsync latency: run it on the disk the journal will live on (--dir).
+
+--think-us makes each task pause after each commit, like a client's round trip (trio idles, the GIL is free, the
+writer picks up ops at once: the small batches seen in the daemon).
+--work-us makes every task burn that much CPU (holding the GIL, as parsing and validating do) before each commit,
+as the daemon's intake does: without it the callers cost nothing and batches form more easily than in the daemon.
+To compare two versions of the journal on a noisy machine, run this file against each in turn (PYTHONPATH=<tree>)
+with --repeat and compare medians.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -65,7 +74,17 @@ def bench_direct(path: Path, n: int) -> float:
     return elapsed
 
 
-async def bench_journal(path: Path, n: int, tasks: int) -> tuple[float, Journal]:
+def spin(us: float) -> None:
+    """Burn CPU in Python (holding the GIL) for `us` microseconds."""
+    end = time.perf_counter() + us / 1e6
+    while time.perf_counter() < end:
+        pass
+
+
+async def bench_journal(
+    path: Path, n: int, tasks: int, work_us: float = 0.0, think_us: float = 0.0
+) -> tuple[float, list[float], Journal]:
+    latencies: list[float] = []
     async with open_journal(path) as journal:
         next_i = 0
 
@@ -73,37 +92,59 @@ async def bench_journal(path: Path, n: int, tasks: int) -> tuple[float, Journal]
             nonlocal next_i
             while next_i < n:
                 i, next_i = next_i, next_i + 1
-                await journal.commit_inbound(record(i))
+                rec = record(i)
+                if work_us:
+                    spin(work_us)
+                    await trio.lowlevel.checkpoint()  # let the other callers run, as the daemon's awaits do
+                t = time.perf_counter()
+                await journal.commit_inbound(rec)
+                latencies.append(time.perf_counter() - t)
+                if think_us:
+                    await trio.sleep(think_us / 1e6)  # the client's round trip: trio idles, the GIL is free
 
         started = time.perf_counter()
         async with trio.open_nursery() as nursery:
             for _ in range(tasks):
                 nursery.start_soon(worker)
         elapsed = time.perf_counter() - started
-    return elapsed, journal
+    return elapsed, latencies, journal
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--messages", type=int, default=3000)
     parser.add_argument("--dir", type=Path, default=None, help="where to put the journal files (default: a temp dir)")
+    parser.add_argument("--tasks", default="1,8,32,128,512", help="comma-separated concurrent task counts")
+    parser.add_argument("--work-us", type=float, default=0.0, help="CPU per message in each task before committing")
+    parser.add_argument("--think-us", type=float, default=0.0, help="each task's pause after a commit (client RTT)")
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--no-direct", action="store_true")
     args = parser.parse_args()
     n = args.messages
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         base = Path(tmp)
-        elapsed = bench_direct(base / "direct.sqlite", n)
-        print(f"{'direct, 1 txn per message (no thread, no trio)':52s} {n / elapsed:9,.0f} msgs/s")
-        for tasks in (1, 8, 32, 128, 512):
-            elapsed, journal = trio.run(bench_journal, base / f"group-{tasks}.sqlite", n, tasks)
-            stats = journal.statistics()
-            label = f"journal, {tasks:3d} concurrent task(s)"
-            print(
-                f"{label:52s} {n / elapsed:9,.0f} msgs/s   {stats.commits:5d} commits,"
-                f" avg batch {stats.ops / stats.commits:6.1f}, largest {stats.largest_batch}"
-            )
-            result = Journal.open(base / f"group-{tasks}.sqlite", readonly=True)
-            assert result.stats()["messages"] == n
-            result.close()
+        for rep in range(args.repeat):
+            if not args.no_direct:
+                elapsed = bench_direct(base / f"direct-{rep}.sqlite", n)
+                print(f"{'direct, 1 txn per message (no thread, no trio)':58s} {n / elapsed:9,.0f} msgs/s", flush=True)
+            for tasks in (int(t) for t in args.tasks.split(",")):
+                path = base / f"group-{rep}-{tasks}.sqlite"
+                elapsed, lat, journal = trio.run(bench_journal, path, n, tasks, args.work_us, args.think_us)
+                stats = journal.statistics()
+                lat.sort()
+                p50 = statistics.median(lat) * 1e3
+                p99 = lat[int(len(lat) * 0.99)] * 1e3
+                label = f"journal, {tasks:3d} concurrent task(s)"
+                print(
+                    f"{label:58s} {n / elapsed:9,.0f} msgs/s   {stats.commits:5d} commits,"
+                    f" avg batch {stats.ops / stats.commits:6.1f}, largest {stats.largest_batch:3d},"
+                    f" p50 {p50:6.2f} ms, p99 {p99:6.2f} ms",
+                    flush=True,
+                )
+                result = Journal.open(path, readonly=True)
+                assert result.stats()["messages"] == n
+                result.close()
+                path.unlink()
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from switchd.journal.chain import canonical_json, event_hash
+from switchd.journal.pins import JOURNAL_KEY, message_pin, report_pin
 from switchd.journal.reads import MessageNotFound, message_row
 from switchd.journal.records import (
     INTAKE_STATES,
@@ -33,6 +34,12 @@ TimedEvent = tuple[str, str, dict[str, Any]]
 _INSERT_MESSAGE = (
     "INSERT INTO messages (id, participant, channel, channel_ref, received_at, message_type, family, msg_id,"
     " state, http_status, verdict, sha256, holds_key, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_REF = "INSERT OR IGNORE INTO refs (message_id, kind, value) VALUES (?, ?, ?)"
+# The partial UNIQUE index (participant, family, msg_id) WHERE holds_key = 1 answers this: the WHERE implies its
+# condition, so the planner may use it (EXPLAIN QUERY PLAN: SEARCH messages USING INDEX idx_messages_key).
+_FIND_KEY_HOLDER = (
+    f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE participant = ? AND family = ? AND msg_id = ? AND holds_key = 1"
 )
 _INSERT_EVENT = "INSERT INTO events (seq, message_id, at, kind, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)"
 _INSERT_REPORT = (
@@ -69,20 +76,21 @@ def timed(events: Sequence[Event], default_at: str | None) -> list[TimedEvent]:
             raise ValueError(f"event {kind!r} has no time: put 'at' in its detail or pass at=")
         if not isinstance(kind, str) or not kind:
             raise ValueError(f"event kind must be a non-empty string, not {kind!r}")
+        if JOURNAL_KEY in detail:
+            raise ValueError(f"event {kind!r}: the detail key {JOURNAL_KEY!r} is reserved for the journal's own pins")
         out.append((at, kind, {k: v for k, v in detail.items() if k != "at"}))
     return out
 
 
 def store_inbound(tx: Tx, rec: InboundRecord, events: Sequence[TimedEvent]) -> CommitResult:
-    """The duplicate check and the write, in the caller's transaction. Raises ValueError for a malformed record."""
+    """The duplicate check and the write, in the caller's transaction. Raises ValueError for a malformed record.
+
+    `events` are this call's own (from `timed`): the journal adds its pins (pins.py) to their details in place.
+    """
     _check_record(rec, events)
     holds_key = rec.state == "accepted" and rec.family is not None and rec.msg_id is not None
     if holds_key:
-        row = tx.cur.execute(
-            f"SELECT {MESSAGE_COLUMNS} FROM messages"
-            " WHERE participant = ? AND family = ? AND msg_id = ? AND holds_key = 1",
-            (rec.participant, rec.family, rec.msg_id),
-        ).fetchone()
+        row = tx.cur.execute(_FIND_KEY_HOLDER, (rec.participant, rec.family, rec.msg_id)).fetchone()
         if row is not None:
             original = message_row(dict(zip(_MESSAGE_FIELDS, row, strict=True)))
             if original.sha256 != rec.sha256:
@@ -95,6 +103,18 @@ def store_inbound(tx: Tx, rec: InboundRecord, events: Sequence[TimedEvent]) -> C
             }
             tx.add_events(original.id, [(rec.received_at, "resubmitted", resubmitted)])
             return Idempotent(original)
+    verdict_json = canonical_json(rec.verdict)
+    columns = {
+        "participant": rec.participant,
+        "channel": rec.channel,
+        "channel_ref": rec.channel_ref,
+        "received_at": rec.received_at,
+        "message_type": rec.message_type,
+        "family": rec.family,
+        "msg_id": rec.msg_id,
+        "http_status": rec.http_status,
+        "holds_key": int(holds_key),
+    }
     tx.cur.execute(
         _INSERT_MESSAGE,
         (
@@ -108,7 +128,7 @@ def store_inbound(tx: Tx, rec: InboundRecord, events: Sequence[TimedEvent]) -> C
             rec.msg_id,
             rec.state,
             rec.http_status,
-            canonical_json(rec.verdict),
+            verdict_json,
             rec.sha256,
             int(holds_key),
             rec.raw,
@@ -116,17 +136,36 @@ def store_inbound(tx: Tx, rec: InboundRecord, events: Sequence[TimedEvent]) -> C
     )
     if rec.refs:
         # A bulk message may repeat a reference; one row per distinct (kind, value) is what search needs.
-        tx.cur.executemany(
-            "INSERT OR IGNORE INTO refs (message_id, kind, value) VALUES (?, ?, ?)",
-            [(rec.id, kind, value) for kind, value in rec.refs],
-        )
-    tx.add_events(rec.id, events)
+        tx.cur.executemany(_INSERT_REF, [(rec.id, kind, value) for kind, value in rec.refs])
+    # The row as stored, pinned in the chain by the `received` event (which _check_record made events[0]).
+    events[0][2][JOURNAL_KEY] = message_pin(columns, rec.state, verdict_json, rec.refs)
     if rec.report is not None:
-        _insert_report(tx, rec.id, rec.report, rec.participant)
+        events = _pin_inbound_report(tx, rec, events)
+    tx.add_events(rec.id, events)
     return Stored(rec.id)
 
 
+def _pin_inbound_report(tx: Tx, rec: InboundRecord, events: Sequence[TimedEvent]) -> list[TimedEvent]:
+    """Store the record's report and pin it in the caller's `reported` event for it, or in one the journal adds."""
+    report = rec.report
+    assert report is not None
+    cursor, digest = _insert_report(tx, rec.id, report, rec.participant)
+    pin = report_pin(cursor, _report_columns(report, rec.participant))
+    out = list(events)
+    for _, kind, detail in out:
+        if kind == "reported" and detail.get("report_id", report.report_id) == report.report_id:
+            if detail.get("sha256", digest) != digest:
+                raise ValueError(f"{rec.id}: the 'reported' event's sha256 is not the sha256 of the report's XML")
+            detail["sha256"] = digest
+            detail[JOURNAL_KEY] = pin
+            return out
+    detail = {"report_id": report.report_id, "message_type": report.message_type, "status": report.status}
+    out.append((report.created_at, "reported", {**detail, "sha256": digest, JOURNAL_KEY: pin}))
+    return out
+
+
 def append_events(tx: Tx, message_id: str, events: Sequence[TimedEvent], new_state: str | None) -> None:
+    """`events` are this call's own (from `timed`): a state change is pinned in the last one's detail."""
     if new_state is not None:
         tx.cur.execute("UPDATE messages SET state = ? WHERE id = ?", (new_state, message_id))
         found = tx.cur.rowcount == 1
@@ -134,11 +173,14 @@ def append_events(tx: Tx, message_id: str, events: Sequence[TimedEvent], new_sta
         found = tx.cur.execute("SELECT 1 FROM messages WHERE id = ?", (message_id,)).fetchone() is not None
     if not found:
         raise MessageNotFound(f"no message {message_id!r} in the journal")
+    if new_state is not None:
+        # The state holds from the last event of the call on: verify takes a message's last pinned state as its own.
+        events[-1][2][JOURNAL_KEY] = {"state": new_state}
     tx.add_events(message_id, events)
 
 
 def add_report(tx: Tx, message_id: str, report: ReportRecord, participant: str) -> int:
-    """Store the report and chain a `reported` event pinning its XML; returns the report's cursor."""
+    """Store the report and chain a `reported` event pinning its XML and row; returns the report's cursor."""
     if tx.cur.execute("SELECT 1 FROM messages WHERE id = ?", (message_id,)).fetchone() is None:
         raise MessageNotFound(f"no message {message_id!r} in the journal")
     seq, digest = _insert_report(tx, message_id, report, participant)
@@ -147,9 +189,21 @@ def add_report(tx: Tx, message_id: str, report: ReportRecord, participant: str) 
         "message_type": report.message_type,
         "status": report.status,
         "sha256": digest,
+        JOURNAL_KEY: report_pin(seq, _report_columns(report, participant)),
     }
     tx.add_events(message_id, [(report.created_at, "reported", detail)])
     return seq
+
+
+def _report_columns(report: ReportRecord, participant: str) -> dict[str, Any]:
+    return {
+        "participant": participant,
+        "report_id": report.report_id,
+        "message_type": report.message_type,
+        "msg_id": report.msg_id,
+        "status": report.status,
+        "created_at": report.created_at,
+    }
 
 
 def _insert_report(tx: Tx, message_id: str, report: ReportRecord, participant: str) -> tuple[int, str]:

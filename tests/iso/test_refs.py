@@ -239,3 +239,28 @@ def test_every_sample_yields_refs(path: Path):
     refs = extract_refs(defn, doc)
     assert refs.msg_id and refs.transactions
     assert all(t.end_to_end_id for t in refs.transactions)
+
+
+def test_refs_are_immutable():
+    refs = refs_of(PACS008, pacs008())
+    with pytest.raises(AttributeError):
+        refs.msg_id = "other"  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        refs.transactions[0].amount = None  # type: ignore[misc]
+
+
+def test_agent_bic_found_off_the_usual_position():
+    # BICFI is read by index where the XSD puts it; a comment or another order still finds it.
+    _, doc = split(pacs008())
+    ns = PACS008.namespace
+    grp_agent = doc.find(f".//{{{ns}}}GrpHdr/{{{ns}}}InstgAgt")
+    grp_agent.insert(0, etree.Comment("first"))
+    fin = doc.find(f".//{{{ns}}}GrpHdr/{{{ns}}}InstdAgt/{{{ns}}}FinInstnId")
+    etree.SubElement(fin, f"{{{ns}}}LEI").text = "529900T8BM49AURSDO55"
+    fin.insert(0, fin[-1])  # LEI before BICFI
+    empty = doc.find(f".//{{{ns}}}CdtTrfTxInf/{{{ns}}}DbtrAgt/{{{ns}}}FinInstnId")
+    for child in list(empty):
+        empty.remove(child)
+    refs = extract_refs(PACS008, doc)
+    assert (refs.instg_agt_bic, refs.instd_agt_bic) == ("AAAAUS33XXX", "BBBBDEFFXXX")
+    assert refs.transactions[0].dbtr_agt_bic == ""

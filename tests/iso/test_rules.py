@@ -539,3 +539,23 @@ def test_builders_validate_against_the_official_and_the_project_xsds(data: bytes
     if hdr is not None:
         head = project_schema("head.001.001.02")
         assert head.validate(hdr), head.error_log
+
+
+@pytest.mark.parametrize("n", [1, 4])
+def test_identifier_findings_keep_document_order(n: int):
+    # Messages with several transactions are first checked tag by tag; findings must still come in document
+    # order (the creditor agent's BIC before the creditor's IBAN), each with its own code and transaction.
+    txs = make_txs(n)
+    txs[-1] = Tx(end_to_end_id="E-bad", creditor_iban="GB00NWBK60161331926819", cdtr_agt_bic="BBBBZZFF")
+    tx = f"{PACS}/CdtTrfTxInf[{n}]" if n > 1 else f"{PACS}/CdtTrfTxInf"
+    assert found(pacs008(txs=txs)) == [
+        ("RC01", f"{tx}/CdtrAgt/FinInstnId/BICFI", "E-bad"),
+        ("AC03", f"{tx}/CdtrAcct/Id/IBAN", "E-bad"),
+    ]
+
+
+def test_valid_bic_memo_changes_no_verdict():
+    # A BIC remembered as valid is never a pass for an IBAN element, nor for a different BIC.
+    assert bic_problem("AAAAUS33XXX") is None and found(pacs008()) == []
+    data = pacs008(txs=[Tx(creditor_iban="AAAAUS33XXX", cdtr_agt_bic="AAAAZZ33XXX")])
+    assert [code for code, _, _ in found(data)] == ["RC01", "AC03"]

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from dataclasses import replace
+from typing import Any
 
 import pytest
 import trio
 
 from switchd.errors import JournalError
 from switchd.journal import Conflict, Idempotent, Journal, MessageNotFound, Stored
+from switchd.journal.chain import canonical_json
 
 from .factory import RECEIVED_AT, make_record, make_report
 
@@ -60,10 +63,59 @@ async def test_event_time_comes_from_detail_else_received_at(journal: Journal) -
     rec = replace(rec, events=(("received", {"sha256": sha}), ("accepted", {"at": LATER, "by": "rules"})))
     await journal.commit_inbound(rec)
     events = journal.events("M1")
-    assert [(e.kind, e.at, e.detail) for e in events] == [
+    assert [(e.kind, e.at, callers(e.detail)) for e in events] == [
         ("received", RECEIVED_AT, {"sha256": sha}),
         ("accepted", LATER, {"by": "rules"}),
     ]
+
+
+def callers(detail: dict[str, Any]) -> dict[str, Any]:
+    """An event's detail without the journal's own pins."""
+    return {k: v for k, v in detail.items() if k != "journal"}
+
+
+async def test_the_journal_pins_the_row_in_the_received_event(journal: Journal) -> None:
+    rec = make_record("M1", refs=(("uetr", "u-1"), ("end_to_end_id", "E2E-1"), ("uetr", "u-1")))
+    await journal.commit_inbound(rec)
+    pin = journal.events("M1")[0].detail["journal"]
+    assert pin == {
+        "participant": "BANKA",
+        "channel": "http",
+        "channel_ref": "127.0.0.1:5000",
+        "received_at": RECEIVED_AT,
+        "message_type": "pacs.008.001.08",
+        "family": "pacs.008",
+        "msg_id": "MSG-1",
+        "http_status": 202,
+        "holds_key": 1,
+        "state": "accepted",
+        "verdict_sha256": hashlib.sha256(canonical_json(rec.verdict).encode()).hexdigest(),
+        "refs_sha256": hashlib.sha256(b'[["end_to_end_id","E2E-1"],["uetr","u-1"]]').hexdigest(),
+    }
+
+
+async def test_a_report_stored_with_its_message_is_pinned_in_its_reported_event(journal: Journal) -> None:
+    report = make_report("R1")
+    await journal.commit_inbound(make_record("M1", state="rejected", report=report))
+    reported = journal.events("M1")[-1]
+    assert reported.kind == "reported"
+    assert reported.detail["sha256"] == hashlib.sha256(report.xml).hexdigest()
+    assert reported.detail["journal"]["cursor"] == journal.latest_report("M1").seq  # type: ignore[union-attr]
+    # A record whose events name no `reported` event gets one from the journal, at the report's time.
+    later = make_report("R2", created_at=LATER)
+    rec = make_record("M2", msg_id="MSG-2", state="rejected", report=later)
+    rec = replace(rec, events=rec.events[:2])
+    await journal.commit_inbound(rec)
+    added = journal.events("M2")[-1]
+    assert (added.kind, added.at, added.detail["report_id"]) == ("reported", LATER, "R2")
+    assert added.detail["sha256"] == hashlib.sha256(later.xml).hexdigest()
+    # A caller's `reported` event with another sha256 is a malformed record.
+    bad = make_record("M3", msg_id="MSG-3", state="rejected", report=make_report("R3"))
+    kind, detail = bad.events[-1]
+    bad = replace(bad, events=(*bad.events[:-1], (kind, {**detail, "sha256": "0" * 64})))
+    with pytest.raises(ValueError, match="reported"):
+        await journal.commit_inbound(bad)
+    assert journal.get("M3") is None
 
 
 async def test_identical_accepted_resubmission_is_idempotent(journal: Journal) -> None:
@@ -154,10 +206,13 @@ async def test_append_events_and_new_state(journal: Journal) -> None:
     row = journal.get("M1")
     assert row is not None and row.state == "routed"
     tail = journal.events("M1")[-2:]
+    # The new state is pinned on the last event of the call: it holds from there on.
     assert [(e.kind, e.at, e.detail) for e in tail] == [
         ("routed", LATER, {"connector": "bank-b"}),
-        ("attempt", "2025-03-01T10:06:00.000000Z", {"n": 1}),
+        ("attempt", "2025-03-01T10:06:00.000000Z", {"n": 1, "journal": {"state": "routed"}}),
     ]
+    with pytest.raises(ValueError, match="reserved"):
+        await journal.append_events("M1", [("routed", {"journal": {"state": "delivered"}})], at=LATER)
 
 
 async def test_append_events_refuses_what_it_cannot_record(journal: Journal) -> None:
