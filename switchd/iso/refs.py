@@ -29,7 +29,8 @@ class TxRefs(NamedTuple):
 
     Agent BICs (`*_agt_bic`) are None when the agent is absent and "" when it is present without a BICFI
     (a clearing member id only, say), so a check of who may act as an agent never mistakes one for the other.
-    `path` is the transaction element's location in the form validate.named_path uses
+    `*_mmb_id` are the clearing-system member ids of the same agents (FinInstnId/ClrSysMmbId/MmbId), None when
+    absent. `path` is the transaction element's location in the form validate.named_path uses
     (`/Document/FIToFICstmrCdtTrf/CdtTrfTxInf[2]`, index only when the name repeats), so a finding whose path
     starts with it concerns this transaction. In pain.001 the debtor agent comes from the enclosing PmtInf.
     """
@@ -52,6 +53,10 @@ class TxRefs(NamedTuple):
     pmt_inf_id: str | None = None
     pmt_inf_index: int | None = None  # index into MessageRefs.payment_infos (pain.001 / pain.002)
     status: str | None = None  # TxSts, status reports only
+    # FinInstnId/ClrSysMmbId/MmbId of the agent (None when the agent or its member id is absent): routing by
+    # clearing member (an ABA routing number, a sort code) where no BIC identifies the bank.
+    instd_agt_mmb_id: str | None = None
+    cdtr_agt_mmb_id: str | None = None
 
 
 class PmtInfRefs(NamedTuple):
@@ -92,6 +97,7 @@ class MessageRefs(NamedTuple):
     original_msg_id: str | None = None
     original_msg_nm_id: str | None = None
     group_status: str | None = None
+    instd_agt_mmb_id: str | None = None  # GrpHdr/InstdAgt/FinInstnId/ClrSysMmbId/MmbId
 
 
 def _decimal(text: str | None) -> Decimal | None:
@@ -144,6 +150,8 @@ class _Tags:
         self.CdtTrfTxInf = q + "CdtTrfTxInf"
         self.FinInstnId = q + "FinInstnId"
         self.BICFI = q + "BICFI"
+        self.ClrSysMmbId = q + "ClrSysMmbId"
+        self.MmbId = q + "MmbId"
         self.PmtInf = q + "PmtInf"
         self.InstdAmt = q + "InstdAmt"
         self.OrgnlGrpInfAndSts = q + "OrgnlGrpInfAndSts"
@@ -231,6 +239,34 @@ def _bic(agent: etree._Element | None, t: _Tags) -> str | None:
     return text.strip() if text is not None else ""
 
 
+def _bic_mmb(agent: etree._Element | None, t: _Tags) -> tuple[str | None, str | None]:
+    """(BICFI as _bic reads it, ClrSysMmbId/MmbId or None) of an agent, reading its FinInstnId once.
+
+    Only for the agents whose member id is wanted (instructed, creditor): the others keep the cheaper _bic.
+    """
+    if agent is None:
+        return None, None
+    # FinInstnId is an agent's first child by the XSD: look there first, as _bic does.
+    fin: etree._Element | None = agent[0] if len(agent) else None
+    if fin is None or fin.tag != t.FinInstnId:
+        fin = _child(agent, t.FinInstnId)
+        if fin is None:
+            return "", None
+    bic = ""
+    mmb = None
+    bicfi_tag, mmb_tag = t.BICFI, t.ClrSysMmbId
+    # FinInstnId has at most six children and the XSD puts BICFI then ClrSysMmbId first: one pass, no early exit
+    # so that an off-order document (the XSD not enforced) reads the same as _bic reads it.
+    for child in fin[:]:
+        tag = child.tag
+        if tag == bicfi_tag:
+            text = child.text
+            bic = text.strip() if text is not None else ""
+        elif tag == mmb_tag:
+            mmb = _text(_child(child, t.MmbId))
+    return bic, mmb
+
+
 def _indexed(base: str, name: str, i: int, n: int) -> str:
     return f"{base}/{name}[{i + 1}]" if n > 1 else f"{base}/{name}"
 
@@ -270,6 +306,7 @@ def _message(
     )
     ctrl_sum_text = _text(ctrl_sum)
     ttl_text = _text(ttl)
+    instd_bic, instd_mmb = _bic_mmb(instd, t)
     return MessageRefs(  # positional, as TxRefs in _pacs008
         defn.id,
         path,
@@ -282,10 +319,11 @@ def _message(
         ttl_text,
         ttl.get("Ccy") if ttl is not None else None,
         _bic(instg, t),
-        _bic(instd, t),
+        instd_bic,
         pmt_infs,
         txs,
         *report,
+        instd_mmb,
     )
 
 
@@ -319,6 +357,8 @@ def _pacs008(defn: MessageDef, body: etree._Element, t: _Tags, path: str) -> Mes
     for i, el in enumerate(tx_els):
         pmt_id, amount_el, dbtr, cdtr, instg, instd = _pick(el, table, width)
         e2e, tx_id, instr_id, uetr = _ids(pmt_id, t)
+        instd_bic, instd_mmb = _bic_mmb(instd, t)
+        cdtr_bic, cdtr_mmb = _bic_mmb(cdtr, t)
         tx_path = _indexed(path, "CdtTrfTxInf", i, n)
         amount_text = amount = amount_path = currency = None
         if amount_el is not None:
@@ -338,9 +378,14 @@ def _pacs008(defn: MessageDef, body: etree._Element, t: _Tags, path: str) -> Mes
                 amount_path,
                 currency,
                 _bic(instg, t),
-                _bic(instd, t),
+                instd_bic,
                 _bic(dbtr, t),
-                _bic(cdtr, t),
+                cdtr_bic,
+                None,
+                None,
+                None,
+                instd_mmb,
+                cdtr_mmb,
             )
         )
     return _message(defn, path, grp, t, (), tuple(txs))
@@ -376,6 +421,7 @@ def _pain001(defn: MessageDef, body: etree._Element, t: _Tags, path: str) -> Mes
             # EqvtAmt (an amount in another currency, converted by the agent) is not the transfer amount
             amount_el = _child(amt, instd_amt) if amt is not None else None
             tx_path = _indexed(pi_path, "CdtTrfTxInf", i, n)
+            cdtr_bic, cdtr_mmb = _bic_mmb(cdtr, t)
             amount_text = amount = amount_path = currency = None
             if amount_el is not None:
                 amount_text = _text(amount_el)
@@ -396,9 +442,12 @@ def _pain001(defn: MessageDef, body: etree._Element, t: _Tags, path: str) -> Mes
                     None,
                     None,
                     dbtr_bic,
-                    _bic(cdtr, t),
+                    cdtr_bic,
                     pmt_inf_id,
                     p,
+                    None,
+                    None,
+                    cdtr_mmb,
                 )
             )
     return _message(defn, path, grp, t, tuple(pmt_infs), tuple(txs))
@@ -406,6 +455,7 @@ def _pain001(defn: MessageDef, body: etree._Element, t: _Tags, path: str) -> Mes
 
 def _report_tx(el: etree._Element, t: _Tags, index: int, path: str, pmt_inf: PmtInfRefs | None) -> TxRefs:
     e2e, tx_id, instr_id, uetr, status, instg, instd = _pick(el, t.report_tx, len(_REPORT_TX))
+    instd_bic, instd_mmb = _bic_mmb(instd, t)
     return TxRefs(
         index=index,
         path=path,
@@ -414,10 +464,11 @@ def _report_tx(el: etree._Element, t: _Tags, index: int, path: str, pmt_inf: Pmt
         instr_id=_text(instr_id),
         uetr=_text(uetr),
         instg_agt_bic=_bic(instg, t),
-        instd_agt_bic=_bic(instd, t),
+        instd_agt_bic=instd_bic,
         status=_text(status),
         pmt_inf_id=pmt_inf.pmt_inf_id if pmt_inf is not None else None,
         pmt_inf_index=pmt_inf.index if pmt_inf is not None else None,
+        instd_agt_mmb_id=instd_mmb,
     )
 
 

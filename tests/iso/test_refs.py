@@ -22,6 +22,7 @@ from tests.builders import (
     message_def,
     pacs008,
     pain001,
+    project_schema,
     split,
     stable_uetr,
 )
@@ -264,3 +265,75 @@ def test_agent_bic_found_off_the_usual_position():
     refs = extract_refs(PACS008, doc)
     assert (refs.instg_agt_bic, refs.instd_agt_bic) == ("AAAAUS33XXX", "BBBBDEFFXXX")
     assert refs.transactions[0].dbtr_agt_bic == ""
+
+
+def _set_member_id(agent: etree._Element, ns: str, mmb_id: str, *, keep_bic: bool, clr_sys: str | None = None) -> None:
+    """Give `agent` a FinInstnId/ClrSysMmbId (after BICFI, where the XSD puts it), optionally dropping the BICFI."""
+    fin = agent.find(f"{{{ns}}}FinInstnId")
+    bicfi = fin.find(f"{{{ns}}}BICFI")
+    mmb = etree.Element(f"{{{ns}}}ClrSysMmbId")
+    if clr_sys is not None:
+        etree.SubElement(etree.SubElement(mmb, f"{{{ns}}}ClrSysId"), f"{{{ns}}}Cd").text = clr_sys
+    etree.SubElement(mmb, f"{{{ns}}}MmbId").text = mmb_id
+    if keep_bic and bicfi is not None:
+        bicfi.addnext(mmb)
+    else:
+        if bicfi is not None:
+            fin.remove(bicfi)
+        fin.insert(0, mmb)
+
+
+def test_pacs008_member_ids_of_instructed_and_creditor_agents():
+    data = pacs008(txs=[Tx(instd_agt_bic="BBBBDEFF"), Tx(end_to_end_id="E2E-2", tx_id="TX-2")])
+    _, doc = split(data)
+    ns = PACS008.namespace
+    tx1, _ = doc.iter(f"{{{ns}}}CdtTrfTxInf")
+    _set_member_id(tx1.find(f"{{{ns}}}InstdAgt"), ns, "DE-70040041", keep_bic=True, clr_sys="DEBLZ")
+    _set_member_id(tx1.find(f"{{{ns}}}CdtrAgt"), ns, "021000021", keep_bic=False, clr_sys="USABA")
+    _set_member_id(doc.find(f".//{{{ns}}}GrpHdr/{{{ns}}}InstdAgt"), ns, " 12345678 ", keep_bic=True)
+    refs = extract_refs(PACS008, doc)
+    assert refs.instd_agt_mmb_id == "12345678"  # stripped, as every id
+    assert refs.instd_agt_bic == "BBBBDEFFXXX"
+    first, second = refs.transactions
+    assert (first.instd_agt_bic, first.instd_agt_mmb_id) == ("BBBBDEFF", "DE-70040041")
+    # A creditor agent known by its member id only: the BIC is "" (present, no BICFI), the member id is there.
+    assert (first.cdtr_agt_bic, first.cdtr_agt_mmb_id) == ("", "021000021")
+    # Transaction-level fields only: the second transaction has no InstdAgt of its own and no member ids.
+    assert (second.instd_agt_bic, second.instd_agt_mmb_id) == (None, None)
+    assert (second.cdtr_agt_bic, second.cdtr_agt_mmb_id) == ("BBBBDEFFXXX", None)
+
+
+def test_member_ids_are_none_without_agent_or_member_id():
+    refs = refs_of(PACS008, pacs008(instd_bic=None))
+    assert refs.instd_agt_mmb_id is None
+    (tx,) = refs.transactions
+    assert (tx.instd_agt_mmb_id, tx.cdtr_agt_mmb_id) == (None, None)
+    _, doc = split(pacs008())
+    ns = PACS008.namespace
+    # A ClrSysMmbId whose MmbId is missing (schema-invalid) reads as None, never raises.
+    _set_member_id(doc.find(f".//{{{ns}}}CdtrAgt"), ns, "x", keep_bic=True)
+    mmb = doc.find(f".//{{{ns}}}CdtrAgt/{{{ns}}}FinInstnId/{{{ns}}}ClrSysMmbId")
+    mmb.remove(mmb[0])
+    assert extract_refs(PACS008, doc).transactions[0].cdtr_agt_mmb_id is None
+
+
+def test_pain001_creditor_agent_member_id():
+    _, doc = split(pain001(pmt_infs=[PmtInf("PMT-1", make_txs(2))]))
+    ns = PAIN001.namespace
+    cdtr_agents = list(doc.iter(f"{{{ns}}}CdtrAgt"))
+    _set_member_id(cdtr_agents[1], ns, "400515", keep_bic=True, clr_sys="GBDSC")
+    t1, t2 = extract_refs(PAIN001, doc).transactions
+    assert (t1.cdtr_agt_mmb_id, t2.cdtr_agt_mmb_id) == (None, "400515")
+    assert (t2.cdtr_agt_bic, t2.instd_agt_mmb_id) == ("BBBBDEFFXXX", None)
+
+
+def test_member_id_placement_is_schema_valid():
+    # The doctored message stays valid against the project schema: member ids sit where ISO puts them, so the
+    # tests above read the real layout, not one made up for them.
+    _, doc = split(pacs008(txs=[Tx(instd_agt_bic="BBBBDEFF")]))
+    ns = PACS008.namespace
+    tx = doc.find(f".//{{{ns}}}CdtTrfTxInf")
+    _set_member_id(tx.find(f"{{{ns}}}InstdAgt"), ns, "DE-70040041", keep_bic=True, clr_sys="DEBLZ")
+    _set_member_id(tx.find(f"{{{ns}}}CdtrAgt"), ns, "021000021", keep_bic=False, clr_sys="USABA")
+    schema = project_schema("pacs.008.001.08")
+    assert schema.validate(doc), schema.error_log
