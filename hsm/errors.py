@@ -1,0 +1,42 @@
+"""Typed errors of the hsm package: what callers catch to keep a message waiting, or to reject a signature.
+
+SwitchdError (switchd.errors)
+ └── HsmError
+      ├── HsmUnavailable     the token cannot sign now: module, token, PIN, key or session problem; retry later
+      ├── SigningError       this envelope cannot be signed (not AppHdr + Document, already signed); a bug upstream
+      └── SignatureInvalid   a signature did not verify; `reference` names the part that failed, if one did
+
+Every class takes one message string so instances pickle across the signer worker processes unchanged.
+"""
+
+from __future__ import annotations
+
+from switchd.errors import SwitchdError
+
+
+class HsmError(SwitchdError):
+    """Base class of every error the hsm package raises on purpose."""
+
+
+class HsmUnavailable(HsmError):
+    """The HSM cannot sign now. Nothing was signed; the caller keeps the message and retries later.
+
+    The text says what is wrong (module missing, no token with that label, PIN rejected, key missing, session
+    lost) and never contains the PIN.
+    """
+
+
+class SigningError(HsmError):
+    """The envelope itself cannot be signed (wrong shape, already signed). Retrying will not help."""
+
+
+class SignatureInvalid(HsmError):
+    """A signature did not verify. `reference` is "AppHdr", "Document", "KeyInfo", "SignatureValue" or None."""
+
+    def __init__(self, message: str, reference: str | None = None) -> None:
+        super().__init__(message, reference)
+        self.message = message
+        self.reference = reference
+
+    def __str__(self) -> str:
+        return self.message
