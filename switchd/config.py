@@ -12,12 +12,15 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from hsm.settings import HsmSettings, HsmSettingsError
 from switchd.errors import ConfigError
+from switchd.routing import EMPTY_ROUTES, Route, RouteTable
 
 BIC_RE = re.compile(r"^[A-Z0-9]{4}[A-Z]{2}[A-Z0-9]{2}([A-Z0-9]{3})?$")
 HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -54,12 +57,50 @@ class _Participant(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     cert_sha256: str | None = None  # SHA-256 fingerprint (hex) of the participant's TLS client certificate
 
 
+class _Switch(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    bic: str = "SWTCUS33XXX"  # the switch's own BIC: AppHdr/Fr of what it sends, InstgAgt of its reports
+
+
+class _Route(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    name: str
+    connector: str | None = None
+    reject: str | None = None
+    message_type: str | None = None
+    instructed_agent: str | None = None
+    creditor_agent: str | None = None
+    agent: str | None = None
+    clearing_member: str | None = None
+    currencies: list[str] | None = None
+    min_amount: str | float | int | None = None
+    max_amount: str | float | int | None = None
+    participant: str | None = None
+    deadline_s: float | None = None
+
+
+class _Connector(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    name: str
+    kind: str  # simulated | http | directory
+    participant: str | None = None  # the participant a bank's answers on this connector come in as
+    max_attempts: int = 8
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 60.0
+    attempt_timeout_s: float = 30.0
+    concurrency: int = 8
+    breaker_failures: int = 5
+    breaker_cooldown_s: float = 30.0
+    options: dict[str, Any] = {}  # the kind's own settings (see adapters/registry.py)
+
+
 class _File(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     paths: _Paths = _Paths()
     http: _Http = _Http()
     limits: _Limits = _Limits()
     workers: _Workers = _Workers()
+    switch: _Switch = _Switch()
     participants: list[_Participant] = []
+    connectors: list[_Connector] = []
+    routes: list[_Route] = []
+    hsm: HsmSettings | None = None  # [hsm]: signing through PKCS#11 (see hsm/settings.py)
 
 
 @dataclass(frozen=True)
@@ -83,6 +124,25 @@ class HttpConfig:
 
 
 @dataclass(frozen=True)
+class ConnectorConfig:
+    name: str
+    kind: str
+    participant: str | None
+    max_attempts: int
+    backoff_initial_s: float
+    backoff_max_s: float
+    attempt_timeout_s: float
+    concurrency: int
+    breaker_failures: int
+    breaker_cooldown_s: float
+    options: dict[str, Any]  # checked by the kind's builder (adapters/registry.py), paths already resolved
+    key: str  # "connectors[i]": where it is in the file, for the builder's errors
+
+
+CONNECTOR_KINDS = ("simulated", "http", "directory")
+
+
+@dataclass(frozen=True)
 class Config:
     source: Path
     data_dir: Path
@@ -92,6 +152,17 @@ class Config:
     drain_timeout_s: float
     intake_workers: int  # 0: examine on the trio thread
     participants: tuple[Participant, ...]
+    switch_bic: str = "SWTCUS33XXX"
+    connectors: tuple[ConnectorConfig, ...] = ()
+    routes: RouteTable = EMPTY_ROUTES
+
+    def participant(self, name: str) -> Participant | None:
+        for p in self.participants:
+            if p.name == name:
+                return p
+        return None
+
+    hsm: HsmSettings | None = None  # resolved: absolute paths, defaults filled in
 
     def participant_by_token(self, token: str) -> Participant | None:
         digest = hashlib.sha256(token.encode()).hexdigest()
@@ -201,9 +272,16 @@ def _build(source: Path, raw: _File) -> Config:
             value = getattr(p, field_name)
             if value is not None and not HEX64_RE.match(value):
                 raise ConfigError(name, f"{key}.{field_name}", "expected 64 lowercase hex digits (a SHA-256)")
-        if p.token_sha256 is None and p.cert_sha256 is None:
-            raise ConfigError(name, key, "a participant needs token_sha256 or cert_sha256 to authenticate")
+        answers_only = any(c.participant == p.name for c in raw.connectors)
+        if p.token_sha256 is None and p.cert_sha256 is None and not answers_only:
+            raise ConfigError(
+                name, key, "a participant needs token_sha256 or cert_sha256 to authenticate (or a connector's answers)"
+            )
         participants.append(Participant(p.name, frozenset(p.bics), p.token_sha256, p.cert_sha256))
+    if not BIC_RE.match(raw.switch.bic):
+        raise ConfigError(name, "switch.bic", f"{raw.switch.bic!r} is not a BIC (ISO 9362)")
+    connectors = _connectors(name, raw, seen, resolve)
+    routes = _routes(name, raw, {c.name for c in connectors})
 
     return Config(
         source=source.resolve(),
@@ -214,7 +292,109 @@ def _build(source: Path, raw: _File) -> Config:
         drain_timeout_s=raw.limits.drain_timeout_s,
         intake_workers=intake_workers,
         participants=tuple(participants),
+        hsm=_hsm(name, raw.hsm, base, data_dir),
+        switch_bic=raw.switch.bic,
+        connectors=connectors,
+        routes=routes,
     )
+
+
+def _connectors(name: str, raw: _File, participants: set[str], resolve: Any) -> tuple[ConnectorConfig, ...]:
+    out: list[ConnectorConfig] = []
+    seen: set[str] = set()
+    for i, c in enumerate(raw.connectors):
+        key = f"connectors[{i}]"
+        if c.name in seen:
+            raise ConfigError(name, f"{key}.name", f"duplicate connector {c.name!r}")
+        seen.add(c.name)
+        if c.kind not in CONNECTOR_KINDS:
+            raise ConfigError(name, f"{key}.kind", f"expected one of {', '.join(CONNECTOR_KINDS)}, got {c.kind!r}")
+        if c.participant is not None and c.participant not in participants:
+            raise ConfigError(name, f"{key}.participant", f"no participant named {c.participant!r}")
+        for field_name in ("max_attempts", "concurrency", "breaker_failures"):
+            if getattr(c, field_name) < 1:
+                raise ConfigError(name, f"{key}.{field_name}", "must be at least 1")
+        for field_name in ("backoff_initial_s", "backoff_max_s", "attempt_timeout_s", "breaker_cooldown_s"):
+            if getattr(c, field_name) <= 0:
+                raise ConfigError(name, f"{key}.{field_name}", "must be greater than 0")
+        # Options that name files or folders are resolved against the config file's folder, like the rest.
+        options = {
+            k: (str(resolve(v)) if isinstance(v, str) and k in _PATH_OPTIONS else v) for k, v in c.options.items()
+        }
+        out.append(
+            ConnectorConfig(
+                name=c.name,
+                kind=c.kind,
+                participant=c.participant,
+                max_attempts=c.max_attempts,
+                backoff_initial_s=c.backoff_initial_s,
+                backoff_max_s=c.backoff_max_s,
+                attempt_timeout_s=c.attempt_timeout_s,
+                concurrency=c.concurrency,
+                breaker_failures=c.breaker_failures,
+                breaker_cooldown_s=c.breaker_cooldown_s,
+                options=options,
+                key=key,
+            )
+        )
+    return tuple(out)
+
+
+_PATH_OPTIONS = frozenset({"directory", "receipts", "ca", "client_cert", "client_key"})
+_REASON_RE = re.compile(r"^[A-Z0-9]{4}$")
+
+
+def _routes(name: str, raw: _File, connectors: set[str]) -> RouteTable:
+    routes: list[Route] = []
+    seen: set[str] = set()
+    for i, r in enumerate(raw.routes):
+        key = f"routes[{i}]"
+        if r.name in seen:
+            raise ConfigError(name, f"{key}.name", f"duplicate route {r.name!r}")
+        seen.add(r.name)
+        if (r.connector is None) == (r.reject is None):
+            raise ConfigError(name, key, "a route needs exactly one of connector or reject")
+        if r.connector is not None and r.connector not in connectors:
+            raise ConfigError(name, f"{key}.connector", f"no connector named {r.connector!r}")
+        if r.reject is not None and not _REASON_RE.match(r.reject):
+            raise ConfigError(name, f"{key}.reject", f"{r.reject!r} is not an ISO reason code (4 letters/digits)")
+        if r.deadline_s is not None and r.deadline_s <= 0:
+            raise ConfigError(name, f"{key}.deadline_s", "must be greater than 0")
+        amounts = {}
+        for field_name in ("min_amount", "max_amount"):
+            value = getattr(r, field_name)
+            if value is not None:
+                try:
+                    amounts[field_name] = Decimal(str(value))
+                except InvalidOperation:
+                    raise ConfigError(name, f"{key}.{field_name}", f"{value!r} is not a number") from None
+        routes.append(
+            Route(
+                name=r.name,
+                connector=r.connector,
+                reject=r.reject,
+                message_type=r.message_type,
+                instructed_agent=r.instructed_agent,
+                creditor_agent=r.creditor_agent,
+                agent=r.agent,
+                clearing_member=r.clearing_member,
+                currencies=frozenset(r.currencies) if r.currencies is not None else None,
+                min_amount=amounts.get("min_amount"),
+                max_amount=amounts.get("max_amount"),
+                participant=r.participant,
+                deadline_s=r.deadline_s,
+            )
+        )
+    return RouteTable(tuple(routes))
+
+
+def _hsm(name: str, raw: HsmSettings | None, base: Path, data_dir: Path) -> HsmSettings | None:
+    if raw is None:
+        return None
+    try:
+        return raw.resolved(config_dir=base, data_dir=data_dir)
+    except HsmSettingsError as exc:
+        raise ConfigError(name, f"hsm.{exc.key}", exc.reason) from None
 
 
 def config_as_dict(cfg: Config) -> dict[str, Any]:

@@ -24,9 +24,10 @@ from switchd.errors import ConfigError
 from switchd.examine import Examiner
 from switchd.journal import open_journal
 from switchd.metrics import Metrics
-from switchd.pipeline import Clock, Pipeline, utc_now
+from switchd.pipeline import Clock, Pipeline
 from switchd.schemas import load_schemas
 from switchd.systemd import sd_notify
+from switchd.timefmt import utc_now
 from switchd.workers import InlineExaminer, ProcessExaminer, VerdictSource
 
 log = logging.getLogger("switchd")

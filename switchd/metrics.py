@@ -37,6 +37,24 @@ class Metrics:
         )
         self.ready = Gauge("switchd_ready", "1 when the daemon accepts messages", registry=r)
         self.inflight = Gauge("switchd_inflight_messages", "Messages being processed", registry=r)
+        self.delivery_attempts = Counter(
+            "switchd_delivery_attempts",
+            "Delivery attempts by connector and outcome",
+            ["connector", "outcome"],
+            registry=r,
+        )
+        self.outbox_depth = Gauge(
+            "switchd_outbox_depth", "Outbox rows by connector and state", ["connector", "state"], registry=r
+        )
+        self.breaker_open = Gauge(
+            "switchd_connector_breaker_open",
+            "1 while the connector's circuit breaker is open",
+            ["connector"],
+            registry=r,
+        )
+        self.status_reports = Counter(
+            "switchd_bank_status_reports", "Status reports from banks by outcome", ["outcome"], registry=r
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

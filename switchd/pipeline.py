@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from switchd.config import Participant
@@ -22,18 +22,11 @@ from switchd.ids import new_message_id
 from switchd.iso.refs import searchable_refs
 from switchd.journal import Conflict, Idempotent, InboundRecord, Journal, MessageRow, Stored
 from switchd.metrics import Metrics
+from switchd.timefmt import rfc3339, utc_now
 from switchd.workers import VerdictSource
 
 Clock = Callable[[], datetime]
 log = logging.getLogger("switchd.pipeline")
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def rfc3339(t: datetime) -> str:
-    return t.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,10 @@ See core.py for the Journal, writer.py for group commit, chain.py and verify.py 
 """
 
 from switchd.journal.core import Journal, open_journal
+from switchd.journal.outbox import OutboxConflict
 from switchd.journal.reads import MessageNotFound
 from switchd.journal.records import (
+    AttemptRow,
     CommitResult,
     Conflict,
     Event,
@@ -14,6 +16,8 @@ from switchd.journal.records import (
     InboundRecord,
     JournalStatistics,
     MessageRow,
+    OutboxEntry,
+    OutboxRow,
     Problem,
     ReportRecord,
     ReportRow,
@@ -24,6 +28,7 @@ from switchd.journal.schema import SCHEMA_VERSION
 
 __all__ = [
     "SCHEMA_VERSION",
+    "AttemptRow",
     "CommitResult",
     "Conflict",
     "Event",
@@ -34,6 +39,9 @@ __all__ = [
     "JournalStatistics",
     "MessageNotFound",
     "MessageRow",
+    "OutboxConflict",
+    "OutboxEntry",
+    "OutboxRow",
     "Problem",
     "ReportRecord",
     "ReportRow",

@@ -14,17 +14,21 @@ from typing import Any
 import trio
 
 from switchd.errors import JournalError
-from switchd.journal import writes
+from switchd.journal import outbox, writes
 from switchd.journal.reads import Reader, ReaderPool
 from switchd.journal.records import (
+    AttemptRow,
     CommitResult,
     Event,
     EventRow,
     InboundRecord,
     JournalStatistics,
     MessageRow,
+    OutboxEntry,
+    OutboxRow,
     ReportRecord,
     ReportRow,
+    Stored,
     VerifyResult,
 )
 from switchd.journal.schema import check_version, connect_reader, connect_writer, migrate
@@ -105,7 +109,17 @@ class Journal:
         """
         writer = self._require_writer()
         events = writes.timed(record.events, record.received_at)
-        return await writer.submit(lambda tx: writes.store_inbound(tx, record, events))
+        if record.outbox and record.state != "accepted":
+            raise ValueError(f"{record.id}: only an accepted message has outbox entries")
+
+        def apply(tx: writes.Tx) -> CommitResult:
+            result = writes.store_inbound(tx, record, events)
+            if isinstance(result, Stored) and record.outbox:
+                # Same transaction as the acceptance: an accepted message always has its way out.
+                tx.add_events(record.id, outbox.insert_entries(tx, record.id, record.outbox, record.received_at))
+            return result
+
+        return await writer.submit(apply)
 
     async def append_events(
         self,
@@ -131,6 +145,106 @@ class Journal:
         (at report.created_at) pinning the XML's sha256. Returns the report's cursor. Raises MessageNotFound."""
         writer = self._require_writer()
         return await writer.submit(lambda tx: writes.add_report(tx, message_id, report, participant))
+
+    # --- outbox (see outbox.py) ---------------------------------------------------------------------------
+
+    async def begin_attempt(
+        self, oid: str, at: str, payload: bytes, unsigned: bytes | None, key_label: str | None
+    ) -> tuple[int, bool]:
+        """Durably record the attempt before the bytes leave; (attempt number, possible_duplicate)."""
+        return await self._require_writer().submit(
+            lambda tx: outbox.begin_attempt(tx, oid, at, payload, unsigned, key_label)
+        )
+
+    async def finish_attempt(
+        self,
+        oid: str,
+        attempt: int,
+        at: str,
+        *,
+        outcome: str,
+        detail: str | None,
+        retry_at: str | None = None,
+        report: ReportRecord | None = None,
+        originator: str | None = None,
+    ) -> None:
+        await self._require_writer().submit(
+            lambda tx: outbox.finish_attempt(
+                tx,
+                oid,
+                attempt,
+                at,
+                outcome=outcome,
+                detail=detail,
+                retry_at=retry_at,
+                report=report,
+                originator=originator,
+            )
+        )
+
+    async def recover_inflight(self, at: str) -> list[str]:
+        return await self._require_writer().submit(lambda tx: outbox.recover_inflight(tx, at))
+
+    async def record_answer(
+        self,
+        oid: str,
+        at: str,
+        *,
+        report_message_id: str,
+        status: str,
+        transactions: Sequence[dict[str, Any]],
+        forward: ReportRecord | None,
+        originator: str,
+    ) -> bool:
+        return await self._require_writer().submit(
+            lambda tx: outbox.record_answer(
+                tx,
+                oid,
+                at,
+                report_message_id=report_message_id,
+                status=status,
+                transactions=transactions,
+                forward=forward,
+                originator=originator,
+            )
+        )
+
+    async def flag_unmatched(self, report_message_id: str, at: str, why: str) -> None:
+        await self._require_writer().submit(lambda tx: outbox.flag_unmatched(tx, report_message_id, at, why))
+
+    async def time_out(self, oid: str, at: str, report: ReportRecord | None, originator: str) -> bool:
+        return await self._require_writer().submit(lambda tx: outbox.time_out(tx, oid, at, report, originator))
+
+    async def replay(
+        self, message_id: str, entries: Sequence[OutboxEntry], at: str, *, operator: str, reason: str
+    ) -> list[str]:
+        return await self._require_writer().submit(
+            lambda tx: outbox.replay(tx, message_id, entries, at, operator=operator, reason=reason)
+        )
+
+    def due(self, connector: str, now: str, limit: int = 64) -> list[OutboxRow]:
+        return outbox.due(self._reader().conn, connector, now, limit)
+
+    def next_due_at(self, connector: str) -> str | None:
+        return outbox.next_due_at(self._reader().conn, connector)
+
+    def overdue(self, now: str, limit: int = 256) -> list[OutboxRow]:
+        return outbox.overdue(self._reader().conn, now, limit)
+
+    def next_deadline(self) -> str | None:
+        return outbox.next_deadline(self._reader().conn)
+
+    def outbox(self, message_id: str) -> list[OutboxRow]:
+        return outbox.for_message(self._reader().conn, message_id)
+
+    def outbox_by_msg_id(self, msg_id: str) -> list[OutboxRow]:
+        return outbox.by_msg_id(self._reader().conn, msg_id)
+
+    def attempts(self, oid: str) -> list[AttemptRow]:
+        return outbox.attempts(self._reader().conn, oid)
+
+    def outbox_depth(self) -> dict[str, dict[str, int]]:
+        return outbox.depth_by_connector(self._reader().conn)
 
     # --- reads (sync; from trio: trio.to_thread.run_sync) --------------------------------------------------
 

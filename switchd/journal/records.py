@@ -25,6 +25,66 @@ class ReportRecord:
 
 
 @dataclass(frozen=True)
+class OutboxEntry:
+    """One outbound part of an accepted message, decided by routing and written in the accepting transaction.
+
+    `tx_indexes` are the original's transactions this part carries (all of them when the message is not split);
+    `msg_id` is the part's GrpHdr/MsgId (the original's when not split); `deadline_at` (RFC 3339 UTC) is when the
+    originator must hear back at the latest (instant payments), None for no deadline.
+    """
+
+    part: int
+    connector: str
+    route: str
+    msg_id: str
+    tx_indexes: tuple[int, ...]
+    deadline_at: str | None = None
+    possible_duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """An outbox row as stored. `state`: pending, sending, delivered, failed (gave up), expired (deadline passed
+    before it was sent). `answer`: the bank's group status once one came back, "TIMEOUT" when the deadline passed
+    first. `payload` is the unsigned outbound envelope once built (at the first attempt)."""
+
+    id: str
+    message_id: str
+    part: int
+    connector: str
+    route: str
+    msg_id: str
+    tx_indexes: tuple[int, ...]
+    state: str
+    attempts: int
+    next_at: str
+    deadline_at: str | None
+    possible_duplicate: bool
+    created_at: str
+    updated_at: str
+    last_error: str | None
+    receipt: str | None
+    answer: str | None
+    payload: bytes | None
+
+
+@dataclass(frozen=True)
+class AttemptRow:
+    """One delivery attempt: the exact bytes handed to the connector and what came of it."""
+
+    outbox_id: str
+    attempt: int
+    started_at: str
+    payload: bytes
+    sha256: str
+    key_label: str | None
+    possible_duplicate: bool
+    outcome: str | None  # delivered, retry, failed, unknown (the daemon died during it); None while running
+    finished_at: str | None
+    detail: str | None
+
+
+@dataclass(frozen=True)
 class InboundRecord:
     """Everything decided about one inbound message, committed in one transaction by `commit_inbound`.
 
@@ -48,6 +108,7 @@ class InboundRecord:
     refs: tuple[tuple[str, str], ...]  # ("end_to_end_id", v), ("uetr", v), ("tx_id", v), ...
     events: tuple[Event, ...]
     report: ReportRecord | None
+    outbox: tuple[OutboxEntry, ...] = ()  # only for an accepted message: where it goes, written in the same commit
 
 
 @dataclass(frozen=True)

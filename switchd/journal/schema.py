@@ -140,8 +140,56 @@ def _v1(db: Database) -> None:
     reports.create_index(["message_id", "seq"])
 
 
+def _v2(db: Database) -> None:
+    """The outbox (one row per outbound part, written with the accepted message) and every delivery attempt."""
+    db.execute(
+        """CREATE TABLE outbox (
+            id TEXT PRIMARY KEY,
+            message_id TEXT NOT NULL REFERENCES messages(id),
+            part INTEGER NOT NULL,
+            connector TEXT NOT NULL,
+            route TEXT NOT NULL,
+            msg_id TEXT NOT NULL,
+            tx_indexes TEXT NOT NULL,
+            state TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_at TEXT NOT NULL,
+            deadline_at TEXT,
+            possible_duplicate INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            last_error TEXT,
+            receipt TEXT,
+            answer TEXT,
+            payload BLOB
+        ) STRICT"""
+    )
+    # The delivery workers' query: due rows of one connector.
+    db.execute("CREATE INDEX idx_outbox_due ON outbox (connector, state, next_at)")
+    db.execute("CREATE INDEX idx_outbox_msg_id ON outbox (msg_id)")
+    db.execute("CREATE INDEX idx_outbox_message ON outbox (message_id, part)")
+    db.execute(
+        "CREATE INDEX idx_outbox_deadline ON outbox (deadline_at) WHERE deadline_at IS NOT NULL AND answer IS NULL"
+    )
+    db.execute(
+        """CREATE TABLE attempts (
+            outbox_id TEXT NOT NULL REFERENCES outbox(id),
+            attempt INTEGER NOT NULL,
+            started_at TEXT NOT NULL,
+            payload BLOB NOT NULL,
+            sha256 TEXT NOT NULL,
+            key_label TEXT,
+            possible_duplicate INTEGER NOT NULL,
+            outcome TEXT,
+            finished_at TEXT,
+            detail TEXT,
+            PRIMARY KEY (outbox_id, attempt)
+        ) STRICT"""
+    )
+
+
 # MIGRATIONS[i] takes the schema from user_version i to i + 1. Append; never edit a released step.
-MIGRATIONS: tuple[Callable[[Database], None], ...] = (_v1,)
+MIGRATIONS: tuple[Callable[[Database], None], ...] = (_v1, _v2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

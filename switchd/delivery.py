@@ -1,0 +1,325 @@
+"""Delivery: one worker per connector drains its outbox rows, with retries, backoff and a circuit breaker.
+
+Every attempt is journaled before the bytes leave and settled after (journal/outbox.py), so a crash between the two
+leaves a row the next start re-sends marked as a possible duplicate. Deadlines (instant payments) are watched by one
+task: when the bank has not answered in time the originator gets a RJCT with the timeout reason code.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+import trio
+
+from switchd.config import ConnectorConfig
+from switchd.connectors import Connector, Delivery, DeliveryFailed
+from switchd.journal import Journal, OutboxConflict, OutboxRow, ReportRecord
+from switchd.metrics import Metrics
+from switchd.timefmt import rfc3339
+
+log = logging.getLogger("switchd.delivery")
+
+POLL_S = 1.0  # the longest a worker sleeps without looking (replays by switchctl, retries falling due)
+OFFLINE = "AB08"  # "Creditor Agent is not online": the bank could not be reached, retries exhausted
+REFUSED = "AB09"  # "Error at Creditor Agent": the bank refused the bytes (a non-retryable delivery failure)
+TIMEOUT = "AB06"  # "Transaction stopped due to timeout at the Instructed Agent"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What one attempt sends: `payload` (signed when signing is on), the unsigned envelope to keep in the outbox
+    the first time (None when the row has it already) and the label of the key that signed."""
+
+    payload: bytes
+    unsigned: bytes | None
+    key_label: str | None
+    message_type: str
+
+
+class Preparer(Protocol):
+    """Builds the bytes of an attempt from the row (and the journaled original). May raise to postpone the attempt
+    (the HSM is down, say): nothing is sent then and the row stays pending."""
+
+    async def prepare(self, row: OutboxRow) -> Prepared: ...
+
+
+class Reporter(Protocol):
+    """Builds the RJCT the originator gets when a part fails or times out; returns it with the originator's name."""
+
+    async def rejection(
+        self, message_id: str, tx_indexes: Sequence[int], code: str, detail: str, now: datetime
+    ) -> tuple[ReportRecord | None, str]: ...
+
+
+def backoff_s(attempt: int, initial: float, maximum: float, rng: random.Random) -> float:
+    """Exponential backoff with jitter: the n-th retry waits a random time in [d/2, d], d = min(max, initial*2^(n-1)).
+
+    Jitter spreads the retries of many messages that failed together, so a bank coming back is not hit by all of
+    them at the same instant."""
+    d = min(maximum, initial * math.pow(2, max(0, attempt - 1)))
+    return d * rng.uniform(0.5, 1.0)
+
+
+class Breaker:
+    """Circuit breaker: `failures` consecutive failures open it for `cooldown_s`; then one probe (half-open) decides
+    whether it closes again or stays open another cooldown."""
+
+    def __init__(self, failures: int, cooldown_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.threshold = failures
+        self.cooldown_s = cooldown_s
+        self.clock = clock
+        self.state = "closed"
+        self.consecutive = 0
+        self.opened_at = 0.0
+        self.probing = False
+
+    def allow(self) -> bool:
+        if self.state == "closed":
+            return True
+        if self.state == "open" and self.clock() - self.opened_at >= self.cooldown_s:
+            self.state = "half_open"
+        if self.state == "half_open" and not self.probing:
+            self.probing = True
+            return True
+        return False
+
+    def reopens_in(self) -> float:
+        return max(0.0, self.opened_at + self.cooldown_s - self.clock()) if self.state == "open" else 0.0
+
+    def success(self) -> None:
+        self.state, self.consecutive, self.probing = "closed", 0, False
+
+    def failure(self) -> None:
+        self.consecutive += 1
+        self.probing = False
+        if self.state == "half_open" or self.consecutive >= self.threshold:
+            if self.state != "open":
+                log.warning("circuit breaker open after %d consecutive failure(s)", self.consecutive)
+            self.state, self.opened_at = "open", self.clock()
+
+
+class ConnectorWorker:
+    """Delivers one connector's outbox rows, at most `concurrency` at a time."""
+
+    def __init__(
+        self,
+        cfg: ConnectorConfig,
+        connector: Connector,
+        journal: Journal,
+        preparer: Preparer,
+        reporter: Reporter,
+        metrics: Metrics,
+        clock: Callable[[], datetime],
+        rng: random.Random | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.connector = connector
+        self.journal = journal
+        self.preparer = preparer
+        self.reporter = reporter
+        self.metrics = metrics
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.breaker = Breaker(cfg.breaker_failures, cfg.breaker_cooldown_s)
+        self.inflight: set[str] = set()
+        self.postponed: dict[str, float] = {}  # outbox id -> monotonic time before which it is not prepared again
+        self.delivered = 0
+        self.failed_attempts = 0
+        self._wakeup = trio.Event()
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    def snapshot(self) -> dict[str, object]:
+        return {
+            "connector": self.cfg.name,
+            "kind": self.cfg.kind,
+            "breaker": self.breaker.state,
+            "consecutive_failures": self.breaker.consecutive,
+            "inflight": len(self.inflight),
+            "delivered": self.delivered,
+            "failed_attempts": self.failed_attempts,
+        }
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            while True:
+                self._wakeup = trio.Event()
+                wait = await self._start_due(nursery)
+                self.metrics.breaker_open.labels(self.cfg.name).set(int(self.breaker.state == "open"))
+                with trio.move_on_after(wait):
+                    await self._wakeup.wait()
+
+    async def _start_due(self, nursery: trio.Nursery) -> float:
+        """Start what is due and may start; return how long to sleep unless woken."""
+        if self.breaker.state != "closed":
+            if not self.inflight and self.breaker.allow():
+                rows = await self._due(1)
+                if rows:
+                    self._start(nursery, rows[0])
+                else:
+                    self.breaker.probing = False  # nothing to probe with: try again when something is due
+                return POLL_S
+            return max(0.05, min(POLL_S, self.breaker.reopens_in()))
+        free = self.cfg.concurrency - len(self.inflight)
+        if free <= 0:
+            return POLL_S
+        for row in await self._due(free):
+            self._start(nursery, row)
+        return POLL_S
+
+    async def _due(self, n: int) -> list[OutboxRow]:
+        now_mono = time.monotonic()
+        self.postponed = {k: v for k, v in self.postponed.items() if v > now_mono}
+        limit = n + len(self.inflight) + len(self.postponed)
+        rows = await trio.to_thread.run_sync(self.journal.due, self.cfg.name, rfc3339(self.clock()), limit)
+        return [r for r in rows if r.id not in self.inflight and r.id not in self.postponed][:n]
+
+    def _start(self, nursery: trio.Nursery, row: OutboxRow) -> None:
+        self.inflight.add(row.id)
+        nursery.start_soon(self._deliver, row)
+
+    async def _deliver(self, row: OutboxRow) -> None:
+        try:
+            await self._attempt(row)
+        finally:
+            self.inflight.discard(row.id)
+            self.wake()
+
+    async def _attempt(self, row: OutboxRow) -> None:
+        name = self.cfg.name
+        try:
+            prepared = await self.preparer.prepare(row)
+        except Exception as e:  # the HSM is down, say: nothing sent, the row waits
+            log.warning("%s: cannot prepare %s, it waits: %s", name, row.id, e)
+            self.postponed[row.id] = time.monotonic() + min(self.cfg.backoff_max_s, 5.0)
+            return
+        try:
+            attempt, dup = await self.journal.begin_attempt(
+                row.id, rfc3339(self.clock()), prepared.payload, prepared.unsigned, prepared.key_label
+            )
+        except OutboxConflict:  # timed out or settled meanwhile
+            return
+        delivery = Delivery(
+            outbox_id=row.id,
+            message_id=row.message_id,
+            message_type=prepared.message_type,
+            msg_id=row.msg_id,
+            payload=prepared.payload,
+            attempt=attempt,
+            possible_duplicate=dup,
+        )
+        retryable = True
+        try:
+            with trio.fail_after(self.cfg.attempt_timeout_s):
+                receipt = await self.connector.deliver(delivery)
+        except DeliveryFailed as e:
+            error, retryable = e.reason, e.retryable
+        except trio.TooSlowError:
+            error = f"no answer from the connector within {self.cfg.attempt_timeout_s:g} s"
+        except Exception as e:  # a connector bug must not stop the worker: it counts as a failed attempt
+            log.exception("%s: connector raised on %s", name, row.id)
+            error = f"connector error: {e!r}"
+        else:
+            self.breaker.success()
+            self.delivered += 1
+            self.metrics.delivery_attempts.labels(name, "delivered").inc()
+            await self.journal.finish_attempt(
+                row.id, attempt, rfc3339(self.clock()), outcome="delivered", detail=receipt
+            )
+            return
+        self.breaker.failure()
+        self.failed_attempts += 1
+        await self._failed(row, attempt, error, retryable)
+
+    async def _failed(self, row: OutboxRow, attempt: int, error: str, retryable: bool) -> None:
+        name = self.cfg.name
+        now = self.clock()
+        if retryable and attempt < self.cfg.max_attempts:
+            delay = backoff_s(attempt, self.cfg.backoff_initial_s, self.cfg.backoff_max_s, self.rng)
+            retry_at = rfc3339(now + timedelta(seconds=delay))
+            log.info("%s: attempt %d of %s failed (%s), retry in %.1f s", name, attempt, row.id, error, delay)
+            self.metrics.delivery_attempts.labels(name, "retry").inc()
+            await self.journal.finish_attempt(
+                row.id, attempt, rfc3339(now), outcome="retry", detail=error, retry_at=retry_at
+            )
+            return
+        code = OFFLINE if retryable else REFUSED
+        log.warning("%s: giving up on %s after %d attempt(s): %s", name, row.id, attempt, error)
+        self.metrics.delivery_attempts.labels(name, "failed").inc()
+        why = f"not delivered to {name} after {attempt} attempt(s): {error}"
+        report, originator = await self.reporter.rejection(row.message_id, row.tx_indexes, code, why, now)
+        await self.journal.finish_attempt(
+            row.id,
+            attempt,
+            rfc3339(now),
+            outcome="failed",
+            detail=error,
+            report=report,
+            originator=originator,
+        )
+
+
+class DeadlineWatch:
+    """Times out parts whose deadline passed without an answer: RJCT (AB06) to the originator."""
+
+    def __init__(self, journal: Journal, reporter: Reporter, clock: Callable[[], datetime]) -> None:
+        self.journal = journal
+        self.reporter = reporter
+        self.clock = clock
+        self.timed_out = 0
+        self._wakeup = trio.Event()
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            self._wakeup = trio.Event()
+            now = self.clock()
+            for row in await trio.to_thread.run_sync(self.journal.overdue, rfc3339(now)):
+                why = f"no answer from {row.connector} by the deadline {row.deadline_at}"
+                report, originator = await self.reporter.rejection(row.message_id, row.tx_indexes, TIMEOUT, why, now)
+                if await self.journal.time_out(row.id, rfc3339(self.clock()), report, originator):
+                    self.timed_out += 1
+                    log.warning("%s timed out: %s", row.id, why)
+            nxt = await trio.to_thread.run_sync(self.journal.next_deadline)
+            wait = POLL_S
+            if nxt is not None:
+                wait = min(POLL_S, max(0.01, (datetime.fromisoformat(nxt) - self.clock()).total_seconds()))
+            with trio.move_on_after(wait):
+                await self._wakeup.wait()
+
+
+class Deliveries:
+    """All connector workers and the deadline watch; `wake(connector)` after new rows are committed."""
+
+    def __init__(self, workers: dict[str, ConnectorWorker], deadlines: DeadlineWatch) -> None:
+        self.workers = workers
+        self.deadlines = deadlines
+
+    def wake(self, connectors: Sequence[str] = ()) -> None:
+        for name in connectors or self.workers:
+            worker = self.workers.get(name)
+            if worker is not None:
+                worker.wake()
+        self.deadlines.wake()
+
+    def snapshot(self) -> list[dict[str, object]]:
+        return [w.snapshot() for w in self.workers.values()]
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            for worker in self.workers.values():
+                await nursery.start(worker.run)
+            await nursery.start(self.deadlines.run)
+            task_status.started()
