@@ -22,6 +22,7 @@ Rules for an outbound AppHdr derived from the one the participant sent (derive_a
 from __future__ import annotations
 
 import copy
+import re
 from datetime import UTC, datetime
 
 from lxml import etree
@@ -275,7 +276,7 @@ def set_possible_duplicate(envelope: bytes, flag: bool = True, *, drop_signature
         existing.text = "true"
     else:
         _insert_in_order(hdr, q, "PssblDplct", "true")
-    return _serialize(root)
+    return _replace_root(envelope, root)
 
 
 def _pssbl_dplct(app_hdr: etree._Element) -> etree._Element | None:
@@ -336,6 +337,26 @@ def _document(document: etree._Element | bytes) -> etree._Element:
     if parsed.app_hdr is not None:
         raise ValueError("expected a bare Document, got an envelope with an AppHdr")
     return parsed.document
+
+
+# What may precede the root element of stored bytes: a BOM, an XML declaration, whitespace (the parser refuses a
+# DOCTYPE, and our own envelopes carry no comments or PIs).
+_PROLOG = re.compile(rb"(?:\xef\xbb\xbf)?(?:<\?xml(?P<decl>[^>]*)\?>)?\s*(?=<[^?!])")
+_ENCODING = re.compile(rb"""encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+
+
+def _replace_root(original: bytes, root: etree._Element) -> bytes:
+    """`original` with its root element re-serialized from `root`: the prolog (declaration as written) and the
+    whitespace after the root are kept byte for byte, so only the edited element differs. Falls back to a fresh
+    UTF-8 serialization when the original is in another encoding."""
+    prolog = _PROLOG.match(original)
+    encoding = _ENCODING.search(prolog.group("decl") or b"") if prolog is not None else None
+    if prolog is None or (encoding is not None and encoding.group(1).upper() not in (b"UTF-8", b"UTF8")):
+        return _serialize(root)
+    rest = original[prolog.end() :]
+    trailing = rest[len(rest.rstrip(b" \t\r\n")) :]
+    body: bytes = etree.tostring(root, encoding="UTF-8", xml_declaration=False)
+    return original[: prolog.end()] + body + trailing
 
 
 def _serialize(root: etree._Element) -> bytes:
