@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,18 +20,24 @@ import trio
 
 from adapters.http.api import Api, ApiState
 from adapters.http.server import serve_http
-from switchd.config import Config, load_config
+from adapters.registry import build_connectors, close_all
+from switchd.config import Config, ConnectorConfig, load_config
+from switchd.connectors import InboundSink
+from switchd.correlate import Correlator
+from switchd.delivery import ConnectorWorker, DeadlineWatch, Deliveries
 from switchd.errors import ConfigError
 from switchd.examine import Examiner
-from switchd.journal import open_journal
+from switchd.journal import Journal, open_journal
 from switchd.metrics import Metrics
-from switchd.pipeline import Clock, Pipeline
+from switchd.outgoing import EnvelopePreparer, OriginatorReports
+from switchd.pipeline import Clock, Inbound, Pipeline
 from switchd.schemas import load_schemas
 from switchd.systemd import sd_notify
-from switchd.timefmt import utc_now
+from switchd.timefmt import rfc3339, utc_now
 from switchd.workers import InlineExaminer, ProcessExaminer, VerdictSource
 
 log = logging.getLogger("switchd")
+STATUS_INTERVAL_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,7 @@ class Daemon:
         self._reload_requested = trio.Event()
         self.stopped = trio.Event()  # set once the journal is closed
         self.state = ApiState()  # readiness and draining, as every request sees them
+        self.deliveries: Deliveries | None = None
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -70,13 +78,43 @@ class Daemon:
                 pool = ProcessExaminer(cfg.schema_dir, cfg.http.max_body_bytes, cfg.intake_workers)
                 await workers_nursery.start(pool.run)
                 verdicts = pool
+            recovered = await journal.recover_inflight(rfc3339(self.clock()))
+            if recovered:
+                log.warning(
+                    "%d delivery attempt(s) were in flight when the last run ended: they will be sent again, "
+                    "marked as possible duplicates",
+                    len(recovered),
+                )
+            reports = OriginatorReports(journal, catalogue, cfg.switch_bic, cfg.http.max_body_bytes)
+            correlator = Correlator(cfg, journal, catalogue, reports, metrics, self.clock)
+            wake: list[Callable[[Sequence[str]], None]] = []
+
+            def on_routed(names: Sequence[str]) -> None:
+                for w in wake:
+                    w(names)
+
             pipeline = Pipeline(
                 examiner=examiner,
                 verdicts=verdicts,
                 journal=journal,
                 metrics=metrics,
                 clock=self.clock,
+                routes=lambda: self.config.routes,
+                on_routed=on_routed,
+                on_report=correlator.on_report,
             )
+            built = build_connectors(cfg, lambda c: self._sink(pipeline, c), catalogue, schemas)
+            preparer = EnvelopePreparer(cfg, journal, catalogue, clock=self.clock)
+            self.deliveries = Deliveries(
+                {
+                    c.name: ConnectorWorker(
+                        c, built.connectors[c.name], journal, preparer, reports, metrics, self.clock
+                    )
+                    for c in cfg.connectors
+                },
+                DeadlineWatch(journal, reports, self.clock),
+            )
+            wake.append(self.deliveries.wake)
             api = Api(
                 config=lambda: self.config,
                 pipeline=pipeline,
@@ -85,6 +123,10 @@ class Daemon:
                 state=state,
                 clock=self.clock,
             )
+            delivery_nursery = await workers_nursery.start(_nursery_task)
+            for task in built.tasks:
+                await delivery_nursery.start(task)
+            await delivery_nursery.start(self.deliveries.run)
             async with trio.open_nursery() as nursery:
                 addrs = await nursery.start(serve_http, cfg.http, api.handle)
                 state.ready = True
@@ -103,6 +145,7 @@ class Daemon:
                 sd_notify("READY=1\nSTATUS=accepting messages")
                 task_status.started(Running(addrs, elapsed))
                 nursery.start_soon(self._reload_loop)
+                nursery.start_soon(self._status_loop, journal, metrics, addrs)
                 await self._stop.wait()
 
                 log.info("stopping: intake closed, waiting for %d in-flight message(s)", state.inflight)
@@ -115,10 +158,39 @@ class Daemon:
                 if drain.cancelled_caught:
                     log.warning("drain timed out with %d message(s) in flight; none was answered 202", state.inflight)
                 nursery.cancel_scope.cancel()
+            # Deliveries stop last: an attempt cut short here stays `sending` in the journal and is re-sent,
+            # marked as a possible duplicate, at the next start.
+            delivery_nursery.cancel_scope.cancel()
+            await close_all(built)
             workers_nursery.cancel_scope.cancel()
         runtime_file(cfg).unlink(missing_ok=True)
         self.stopped.set()
         log.info("stopped; journal closed")
+
+    def _sink(self, pipeline: Pipeline, c: ConnectorConfig) -> InboundSink:
+        """How a connector's bank answers enter switchd: the pipeline, as the connector's participant."""
+        participant = self.config.participant(c.participant) if c.participant else None
+
+        async def sink(raw: bytes) -> int:
+            if participant is None:
+                log.warning("%s: an answer came back but the connector has no participant to take it as", c.name)
+                return 403
+            out = await pipeline.accept(Inbound(raw, "local", participant, self.clock(), channel_ref=c.name))
+            if out.http_status >= 300:
+                log.warning("%s: the answer %s was refused: %s", c.name, out.id, [f.as_json() for f in out.findings])
+            return out.http_status
+
+        return sink
+
+    async def _status_loop(self, journal: Journal, metrics: Metrics, addrs: list[Any]) -> None:
+        """Keep the runtime file (switchctl status) and the outbox gauges current."""
+        while True:
+            depth = await trio.to_thread.run_sync(journal.outbox_depth)
+            for connector, states in depth.items():
+                for st, n in states.items():
+                    metrics.outbox_depth.labels(connector, st).set(n)
+            write_runtime_file(self.config, addrs, self.deliveries.snapshot() if self.deliveries else [], depth)
+            await trio.sleep(STATUS_INTERVAL_S)
 
     async def _reload_loop(self) -> None:
         while True:
@@ -129,10 +201,16 @@ class Daemon:
             except ConfigError as exc:
                 log.error("reload refused, keeping the running config: %s", exc)
                 continue
-            if new.http != self.config.http or new.journal_path != self.config.journal_path:
-                log.warning("reload: listener and journal changes need a restart; applying the rest")
+            if (
+                new.http != self.config.http
+                or new.journal_path != self.config.journal_path
+                or new.connectors != self.config.connectors
+            ):
+                log.warning("reload: listener, journal and connector changes need a restart; applying the rest")
             self.config = new
-            log.info("reloaded %s: %d participants", new.source, len(new.participants))
+            log.info(
+                "reloaded %s: %d participants, %d routes", new.source, len(new.participants), len(new.routes.routes)
+            )
 
 
 def runtime_file(cfg: Config) -> Path:
@@ -140,11 +218,29 @@ def runtime_file(cfg: Config) -> Path:
     return cfg.data_dir / "switchd.runtime.json"
 
 
-def write_runtime_file(cfg: Config, addrs: list[Any]) -> None:
+def write_runtime_file(
+    cfg: Config,
+    addrs: list[Any],
+    connectors: list[dict[str, object]] | None = None,
+    outbox: dict[str, dict[str, int]] | None = None,
+) -> None:
     path = runtime_file(cfg)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"pid": os.getpid(), "http": [f"{a[0]}:{a[1]}" for a in addrs]}))
+    doc = {
+        "pid": os.getpid(),
+        "http": [f"{a[0]}:{a[1]}" for a in addrs],
+        "connectors": connectors or [],
+        "outbox": outbox or {},
+    }
+    tmp.write_text(json.dumps(doc))
     tmp.replace(path)  # atomic: switchctl never reads half a file
+
+
+async def _nursery_task(*, task_status: trio.TaskStatus[trio.Nursery] = trio.TASK_STATUS_IGNORED) -> None:
+    """A nursery that lives in another one and can be cancelled on its own (the delivery side)."""
+    async with trio.open_nursery() as nursery:
+        task_status.started(nursery)
+        await trio.sleep_forever()
 
 
 async def run_until_signalled(daemon: Daemon) -> None:

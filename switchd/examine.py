@@ -139,13 +139,7 @@ class Examiner:
                 f"unsupported message: no schema for namespace {parsed.namespace!r}",
                 path="/Document",
             )
-        if defn.role != "payment":
-            raise Rejection.single(
-                RejectKind.NOT_WELL_FORMED,
-                "FF01",
-                f"{defn.id} is a status report; participants submit payment messages here",
-                path="/Document",
-            )
+        # Status reports are taken too: banks answer through the same channels (correlate.py matches them).
         return defn
 
     def _validate(self, exam: Examination) -> None:

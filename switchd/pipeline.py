@@ -10,22 +10,25 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from switchd.config import Participant
 from switchd.errors import Finding, RejectKind
 from switchd.examine import Examiner, Job, Verdict
 from switchd.ids import new_message_id
-from switchd.iso.refs import searchable_refs
-from switchd.journal import Conflict, Idempotent, InboundRecord, Journal, MessageRow, Stored
+from switchd.iso.refs import MessageRefs, searchable_refs
+from switchd.journal import Conflict, Idempotent, InboundRecord, Journal, MessageRow, OutboxEntry, Stored
 from switchd.metrics import Metrics
+from switchd.routing import EMPTY_ROUTES, RouteTable
 from switchd.timefmt import rfc3339, utc_now
 from switchd.workers import VerdictSource
 
 Clock = Callable[[], datetime]
+# (report's message id, sending participant, its refs, its raw bytes) -> how it was correlated
+ReportHook = Callable[[str, str, MessageRefs, bytes], Awaitable[str]]
 log = logging.getLogger("switchd.pipeline")
 
 
@@ -80,12 +83,19 @@ class Pipeline:
         journal: Journal,
         metrics: Metrics,
         clock: Clock = utc_now,
+        routes: Callable[[], RouteTable] = lambda: EMPTY_ROUTES,
+        on_routed: Callable[[Sequence[str]], None] | None = None,
+        on_report: ReportHook | None = None,
     ) -> None:
         self.examiner = examiner  # for what the main process decides itself (DU01 reports)
         self.verdicts = verdicts
         self.journal = journal
         self.metrics = metrics
         self.clock = clock
+        # Read at each message, so a reload (SIGHUP) takes effect for the next one and never mid-message.
+        self.routes = routes
+        self.on_routed = on_routed  # wakes the delivery workers of these connectors
+        self.on_report = on_report  # correlates a bank's accepted status report
 
     async def accept(self, inbound: Inbound) -> Outcome:
         started = time.perf_counter()
@@ -108,9 +118,17 @@ class Pipeline:
         return outcome
 
     async def _record(self, mid: str, inbound: Inbound, verdict: Verdict) -> Outcome:
-        record = self._build_record(mid, inbound, verdict)
+        outbox: tuple[OutboxEntry, ...] = ()
+        role = self._role(verdict)
+        if verdict.reject_kind is None and role == "payment":
+            verdict, outbox = self._route(mid, inbound, verdict)
+        record = self._build_record(mid, inbound, verdict, outbox)
         result = await self.journal.commit_inbound(record)
         if isinstance(result, Stored):
+            if record.outbox and self.on_routed is not None:
+                self.on_routed(sorted({e.connector for e in record.outbox}))
+            if record.state == "accepted" and role == "report" and self.on_report is not None:
+                await self._correlate(mid, inbound, verdict)
             return _outcome_of(record, verdict)
         if isinstance(result, Idempotent):
             return _original_outcome(result.original)
@@ -122,6 +140,56 @@ class Pipeline:
             raise RuntimeError(f"journal refused a rejected record: {stored!r}")
         return _outcome_of(record, verdict)
 
+    def _role(self, verdict: Verdict) -> str | None:
+        defn = self.examiner.catalogue.get(verdict.message_type or "")
+        return defn.role if defn is not None else None
+
+    def _route(self, mid: str, inbound: Inbound, verdict: Verdict) -> tuple[Verdict, tuple[OutboxEntry, ...]]:
+        """The outbox entries of an accepted payment, or a RJCT verdict when a route refuses a transaction.
+
+        An empty route table routes nothing: the switch then only validates and journals (intake-only set-ups)."""
+        table = self.routes()
+        if not table.routes or verdict.refs is None or verdict.message_type is None:
+            return verdict, ()
+        plan = table.plan(verdict.message_type, inbound.participant.name, verdict.refs)
+        if plan.refused:
+            findings = tuple(
+                Finding(
+                    r.reason,
+                    f"route {r.route!r} refuses this transaction" if r.route else "no route takes this transaction",
+                    path=r.tx.path,
+                    tx_ref=r.tx.end_to_end_id,
+                )
+                for r in plan.refused
+            )
+            return self._refused(mid, verdict, RejectKind.INVALID, findings), ()
+        split = len(plan.parts) > 1
+        deadline_from = inbound.received_at
+        entries = tuple(
+            OutboxEntry(
+                part=i + 1,
+                connector=part.route.connector or "",
+                route=part.route.name,
+                # A part of a split message is a new message with its own MsgId (Max35Text), derived from our id.
+                msg_id=f"{mid[:29]}P{i + 1:05d}" if split else (verdict.msg_id or mid),
+                tx_indexes=part.tx_indexes,
+                deadline_at=(
+                    rfc3339(deadline_from + timedelta(seconds=part.route.deadline_s))
+                    if part.route.deadline_s is not None
+                    else None
+                ),
+            )
+            for i, part in enumerate(plan.parts)
+        )
+        return verdict, entries
+
+    async def _correlate(self, mid: str, inbound: Inbound, verdict: Verdict) -> None:
+        assert self.on_report is not None and verdict.refs is not None
+        try:
+            await self.on_report(mid, inbound.participant.name, verdict.refs, inbound.raw)
+        except Exception:  # the report is journaled already; a correlation bug must not turn into a lost answer
+            log.exception("%s: correlating the status report failed", mid)
+
     def _duplicate(self, mid: str, verdict: Verdict, original: MessageRow) -> Verdict:
         """The DU01 verdict for a used MsgId with other content (decided here: only the journal knows)."""
         findings = (
@@ -131,6 +199,10 @@ class Pipeline:
                 path="/Document",
             ),
         )
+        return self._refused(mid, verdict, RejectKind.DUPLICATE, findings)
+
+    def _refused(self, mid: str, verdict: Verdict, kind: RejectKind, findings: tuple[Finding, ...]) -> Verdict:
+        """A refusal decided in the main process (duplicate, route), with its RJCT report."""
         defn = self.examiner.catalogue.get(verdict.message_type or "")
         report = None
         if defn is not None:
@@ -141,12 +213,14 @@ class Pipeline:
             msg_id=verdict.msg_id,
             refs=verdict.refs,
             extra_refs=verdict.extra_refs,
-            reject_kind=RejectKind.DUPLICATE,
+            reject_kind=kind,
             findings=findings,
             report=report,
         )
 
-    def _build_record(self, mid: str, inbound: Inbound, verdict: Verdict) -> InboundRecord:
+    def _build_record(
+        self, mid: str, inbound: Inbound, verdict: Verdict, outbox: tuple[OutboxEntry, ...] = ()
+    ) -> InboundRecord:
         decided_at = rfc3339(self.clock())
         received_at = rfc3339(inbound.received_at)
         sha = hashlib.sha256(inbound.raw).hexdigest()
@@ -209,6 +283,7 @@ class Pipeline:
             refs=tuple(refs),
             events=tuple(events),
             report=verdict.report,
+            outbox=outbox,
         )
 
 

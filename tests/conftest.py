@@ -62,7 +62,9 @@ def write_config(
     tls: str = "",
     bank_a_cert: str = "",
     workers: int = 1,
+    extra: str = "",
 ) -> Path:
+    """The test config; `extra` is TOML appended as it is (connectors, routes, more participants)."""
     path = directory / "switchd.toml"
     path.write_text(
         CONFIG_TEMPLATE.format(
@@ -74,6 +76,7 @@ def write_config(
             bank_a_cert=bank_a_cert,
             workers=workers,
         )
+        + extra
     )
     return path
 

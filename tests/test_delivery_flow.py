@@ -1,0 +1,254 @@
+"""Routing, delivery and status reports end to end: the real daemon in-process, HTTP on 127.0.0.1, the simulated bank
+recording what it receives on disk, the journal in a real SQLite file."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+from lxml import etree
+
+from adapters.local.simbank import read_receipts
+from switchd.config import load_config
+from switchd.daemon import Daemon
+from tests.builders import Tx, pacs008
+from tests.conftest import RunningDaemon, write_config
+
+SIM = """
+[[participants]]
+name = "sim-bank"
+bics = ["BBBBDEFFXXX"]
+
+[[participants]]
+name = "sim-bank-2"
+bics = ["CCCCGB2LXXX"]
+
+[[connectors]]
+name = "sim"
+kind = "simulated"
+participant = "sim-bank"
+max_attempts = {max_attempts}
+backoff_initial_s = 0.05
+backoff_max_s = 0.2
+breaker_failures = {breaker}
+breaker_cooldown_s = 0.3
+
+[connectors.options]
+receipts = "{receipts}"
+rules = [
+  {{ end_to_end_id = "REJECT*", reject = "AC04" }},
+  {{ end_to_end_id = "SILENT*", silent = true }},
+]
+failures = [{failures}]
+
+[[connectors]]
+name = "sim2"
+kind = "simulated"
+participant = "sim-bank-2"
+
+[connectors.options]
+receipts = "{receipts2}"
+
+[[routes]]
+name = "refused"
+creditor_agent = "XXXX*"
+reject = "RR04"
+
+[[routes]]
+name = "to-c"
+creditor_agent = "CCCC*"
+connector = "sim2"
+
+[[routes]]
+name = "slow-lane"
+min_amount = 5000
+connector = "sim"
+deadline_s = 0.5
+
+[[routes]]
+name = "default"
+connector = "sim"
+"""
+NS = {"p": "urn:iso:std:iso:20022:tech:xsd:pacs.002.001.10"}
+
+
+def sim_config(tmp: Path, *, failures: str = "", max_attempts: int = 5, breaker: int = 50) -> Path:
+    extra = SIM.format(
+        receipts=tmp / "receipts.jsonl",
+        receipts2=tmp / "receipts2.jsonl",
+        failures=failures,
+        max_attempts=max_attempts,
+        breaker=breaker,
+    )
+    return write_config(tmp, extra=extra)
+
+
+async def start(path: Path, nursery: trio.Nursery) -> RunningDaemon:
+    d = Daemon(load_config(path))
+    running = await nursery.start(d.run)
+    host, port = running.http_addresses[0][:2]
+    return RunningDaemon(d, f"http://{host}:{port}", path)
+
+
+@pytest.fixture
+async def routed(tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[RunningDaemon]:
+    running = await start(sim_config(tmp_path), nursery)
+    yield running
+    running.daemon.request_stop()
+    with trio.fail_after(30):
+        await running.daemon.stopped.wait()
+
+
+async def wait_for_state(d: RunningDaemon, mid: str, states: set[str], timeout: float = 15) -> dict[str, Any]:
+    async with d.client() as c:
+        with trio.fail_after(timeout):
+            while True:
+                body = (await c.get(f"/v1/messages/{mid}")).json()
+                if body["state"] in states:
+                    return body
+                await trio.sleep(0.05)
+
+
+async def post(d: RunningDaemon, raw: bytes, who: str = "bank-a") -> Any:
+    async with d.client(who) as c:
+        return await c.post("/v1/messages", content=raw, headers={"Content-Type": "application/xml"})
+
+
+def kinds(body: dict[str, Any]) -> list[str]:
+    return [e["kind"] for e in body["events"]]
+
+
+async def reports_for(d: RunningDaemon, who: str = "bank-a") -> list[dict[str, Any]]:
+    async with d.client(who) as c:
+        return (await c.get("/v1/reports")).json()["reports"]
+
+
+async def test_round_trip_to_the_simulated_bank_and_back(routed: RunningDaemon, tmp_path: Path) -> None:
+    r = await post(routed, pacs008(msg_id="RT-1", txs=[Tx(end_to_end_id="E2E-RT")]))
+    assert r.status_code == 202
+    mid = r.json()["id"]
+    body = await wait_for_state(routed, mid, {"answered"})
+    assert kinds(body)[:8] == [
+        "received",
+        "validated",
+        "accepted",
+        "routed",
+        "attempt",
+        "delivered",
+        "status_received",
+        "reported",
+    ]
+    routed_ev = body["events"][3]["detail"]
+    assert routed_ev["connector"] == "sim" and routed_ev["route"] == "default" and routed_ev["msg_id"] == "RT-1"
+    # The bank got exactly one copy, not marked as a duplicate.
+    receipts = read_receipts(tmp_path / "receipts.jsonl")
+    assert [(x["msg_id"], x["possible_duplicate"]) for x in receipts] == [("RT-1", False)]
+    # The originator's report: ACSC, about its own MsgId, valid pacs.002.
+    reports = await reports_for(routed)
+    assert [(x["message_id"], x["status"]) for x in reports] == [(mid, "ACSC")]
+    doc = etree.fromstring(reports[0]["xml"].encode())
+    assert doc.findtext(".//p:OrgnlMsgId", namespaces=NS) == "RT-1"
+    assert doc.findtext(".//p:GrpSts", namespaces=NS) == "ACSC"
+
+
+async def test_bank_rejection_reaches_the_originator_with_the_banks_reason(routed: RunningDaemon) -> None:
+    r = await post(routed, pacs008(msg_id="RJ-1", txs=[Tx(end_to_end_id="REJECT-1")]))
+    mid = r.json()["id"]
+    body = await wait_for_state(routed, mid, {"answered"})
+    status = next(e for e in body["events"] if e["kind"] == "status_received")["detail"]
+    assert status["status"] == "RJCT"
+    reports = await reports_for(routed)
+    doc = etree.fromstring(reports[-1]["xml"].encode())
+    assert doc.findtext(".//p:GrpSts", namespaces=NS) == "RJCT"
+    assert doc.findtext(".//p:TxInfAndSts/p:OrgnlEndToEndId", namespaces=NS) == "REJECT-1"
+    assert doc.findtext(".//p:TxInfAndSts/p:StsRsnInf/p:Rsn/p:Cd", namespaces=NS) == "AC04"
+
+
+async def test_a_route_that_refuses_answers_422_with_its_reason(routed: RunningDaemon) -> None:
+    r = await post(routed, pacs008(msg_id="RR-1", txs=[Tx(end_to_end_id="E-RR", cdtr_agt_bic="XXXXGB2LXXX")]))
+    assert r.status_code == 422
+    assert [e["code"] for e in r.json()["errors"]] == ["RR04"]
+    assert "RR04" in r.json()["status_report"]
+
+
+async def test_bulk_message_is_split_per_destination(routed: RunningDaemon, tmp_path: Path) -> None:
+    txs = [
+        Tx(end_to_end_id="S-1", tx_id="T1", amount="10.00"),
+        Tx(end_to_end_id="S-2", tx_id="T2", amount="20.00", cdtr_agt_bic="CCCCGB2LXXX"),
+        Tx(end_to_end_id="S-3", tx_id="T3", amount="30.00"),
+    ]
+    r = await post(routed, pacs008(msg_id="SPLIT-1", txs=txs))
+    assert r.status_code == 202
+    mid = r.json()["id"]
+    body = await wait_for_state(routed, mid, {"answered"})
+    parts = [e["detail"] for e in body["events"] if e["kind"] == "routed"]
+    assert [(p["connector"], p["transactions"]) for p in parts] == [("sim", 2), ("sim2", 1)]
+    with trio.fail_after(10):
+        while not (tmp_path / "receipts2.jsonl").exists() or not read_receipts(tmp_path / "receipts2.jsonl"):
+            await trio.sleep(0.05)
+    first = read_receipts(tmp_path / "receipts.jsonl")
+    second = read_receipts(tmp_path / "receipts2.jsonl")
+    assert len(first) == len(second) == 1
+    assert sorted(first[0]["end_to_end_ids"]) == ["S-1", "S-3"]
+    assert second[0]["end_to_end_ids"] == ["S-2"]
+    # Each part is its own message with its own MsgId.
+    assert first[0]["msg_id"] != second[0]["msg_id"] and "SPLIT-1" not in (first[0]["msg_id"], second[0]["msg_id"])
+
+
+async def test_timeout_rejects_to_the_originator_and_a_silent_bank_never_answers(routed: RunningDaemon) -> None:
+    r = await post(routed, pacs008(msg_id="TO-1", txs=[Tx(end_to_end_id="SILENT-1", amount="6000.00")]))
+    mid = r.json()["id"]
+    body = await wait_for_state(routed, mid, {"timed_out"})
+    assert "timed_out" in kinds(body)
+    reports = await reports_for(routed)
+    doc = etree.fromstring(reports[-1]["xml"].encode())
+    assert doc.findtext(".//p:GrpSts", namespaces=NS) == "RJCT"
+    assert doc.findtext(".//p:StsRsnInf/p:Rsn/p:Cd", namespaces=NS) == "AB06"
+
+
+async def test_retries_with_backoff_then_delivers(tmp_path: Path, nursery: trio.Nursery) -> None:
+    failures = '{ match = "RETRY*", times = 2 }'
+    d = await start(sim_config(tmp_path, failures=failures), nursery)
+    r = await post(d, pacs008(msg_id="RETRY-1", txs=[Tx(end_to_end_id="E-RETRY")]))
+    mid = r.json()["id"]
+    body = await wait_for_state(d, mid, {"answered"})
+    assert kinds(body).count("attempt") == 3
+    assert kinds(body).count("attempt_failed") == 2
+    assert kinds(body).count("delivered") == 1
+    d.daemon.request_stop()
+    await d.daemon.stopped.wait()
+
+
+async def test_gives_up_after_max_attempts_and_tells_the_originator(tmp_path: Path, nursery: trio.Nursery) -> None:
+    failures = '{ match = "DOWN*" }'
+    d = await start(sim_config(tmp_path, failures=failures, max_attempts=2, breaker=50), nursery)
+    r = await post(d, pacs008(msg_id="DOWN-1", txs=[Tx(end_to_end_id="E-DOWN")]))
+    mid = r.json()["id"]
+    body = await wait_for_state(d, mid, {"failed"})
+    assert kinds(body).count("attempt") == 2
+    assert "delivery_failed" in kinds(body)
+    reports = await reports_for(d)
+    doc = etree.fromstring(reports[-1]["xml"].encode())
+    assert doc.findtext(".//p:StsRsnInf/p:Rsn/p:Cd", namespaces=NS) == "AB08"
+    d.daemon.request_stop()
+    await d.daemon.stopped.wait()
+
+
+async def test_a_status_report_that_matches_nothing_is_kept_and_flagged(routed: RunningDaemon) -> None:
+    report = (
+        b'<?xml version="1.0" encoding="UTF-8"?>'
+        b'<Document xmlns="urn:iso:std:iso:20022:tech:xsd:pacs.002.001.10"><FIToFIPmtStsRpt>'
+        b"<GrpHdr><MsgId>STS-X</MsgId><CreDtTm>2026-11-23T10:00:00Z</CreDtTm>"
+        b"<InstgAgt><FinInstnId><BICFI>BBBBDEFFXXX</BICFI></FinInstnId></InstgAgt></GrpHdr>"
+        b"<OrgnlGrpInfAndSts><OrgnlMsgId>NEVER-SENT</OrgnlMsgId><OrgnlMsgNmId>pacs.008.001.08</OrgnlMsgNmId>"
+        b"<GrpSts>ACSC</GrpSts></OrgnlGrpInfAndSts></FIToFIPmtStsRpt></Document>"
+    )
+    r = await post(routed, report, who="bank-b")
+    assert r.status_code == 202, r.text
+    async with routed.client("bank-b") as c:
+        body = (await c.get(f"/v1/messages/{r.json()['id']}")).json()
+    assert body["state"] == "unmatched"
+    assert "unmatched" in kinds(body)
