@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from switchd.config import Config, load_config
+from switchd.ctl.hsm_cmd import add_hsm_parser
 from switchd.ctl.render import as_json, table
 from switchd.daemon import runtime_file
 from switchd.errors import ConfigError
@@ -79,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", type=Path)
     p.add_argument("--participant", help="also check sender authority as this configured participant")
     p.set_defaults(func=cmd_validate)
+
+    add_hsm_parser(sub)
     return parser
 
 
