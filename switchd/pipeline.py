@@ -22,7 +22,7 @@ from switchd.ids import new_message_id
 from switchd.iso.refs import MessageRefs, searchable_refs
 from switchd.journal import Conflict, Idempotent, InboundRecord, Journal, MessageRow, OutboxEntry, Stored
 from switchd.metrics import Metrics
-from switchd.routing import EMPTY_ROUTES, RouteTable
+from switchd.routing import EMPTY_ROUTES, Plan, RouteTable
 from switchd.timefmt import rfc3339, utc_now
 from switchd.workers import VerdictSource
 
@@ -163,24 +163,7 @@ class Pipeline:
                 for r in plan.refused
             )
             return self._refused(mid, verdict, RejectKind.INVALID, findings), ()
-        split = len(plan.parts) > 1
-        deadline_from = inbound.received_at
-        entries = tuple(
-            OutboxEntry(
-                part=i + 1,
-                connector=part.route.connector or "",
-                route=part.route.name,
-                # A part of a split message is a new message with its own MsgId (Max35Text), derived from our id.
-                msg_id=f"{mid[:29]}P{i + 1:05d}" if split else (verdict.msg_id or mid),
-                tx_indexes=part.tx_indexes,
-                deadline_at=(
-                    rfc3339(deadline_from + timedelta(seconds=part.route.deadline_s))
-                    if part.route.deadline_s is not None
-                    else None
-                ),
-            )
-            for i, part in enumerate(plan.parts)
-        )
+        entries = entries_for(plan, mid, verdict.msg_id or mid, inbound.received_at)
         return verdict, entries
 
     async def _correlate(self, mid: str, inbound: Inbound, verdict: Verdict) -> None:
@@ -309,3 +292,44 @@ def _original_outcome(original: MessageRow) -> Outcome:
         msg_id=original.msg_id,
         resubmission=True,
     )
+
+
+def part_msg_id(mid: str, part: int) -> str:
+    """The MsgId of part `part` of split message `mid` (Max35Text: 29 characters of our id, P, 5 digits)."""
+    return f"{mid[:29]}P{part:05d}"
+
+
+def entries_for(
+    plan: Plan,
+    mid: str,
+    msg_id: str,
+    now: datetime,
+    *,
+    first_part: int = 1,
+    reuse: dict[tuple[int, ...], str] | None = None,
+    possible_duplicate: bool = False,
+) -> tuple[OutboxEntry, ...]:
+    """The outbox entries of a routing plan. A message that goes one way keeps its MsgId; each part of a split one
+    gets its own (or, in `reuse`, the MsgId an earlier part with the same transactions went under: a replay keeps
+    the MsgId the bank saw)."""
+    split = len(plan.parts) > 1
+    out = []
+    for i, part in enumerate(plan.parts):
+        n = first_part + i
+        reused = (reuse or {}).get(part.tx_indexes)
+        out.append(
+            OutboxEntry(
+                part=n,
+                connector=part.route.connector or "",
+                route=part.route.name,
+                msg_id=reused or (part_msg_id(mid, n) if split else msg_id),
+                tx_indexes=part.tx_indexes,
+                deadline_at=(
+                    rfc3339(now + timedelta(seconds=part.route.deadline_s))
+                    if part.route.deadline_s is not None
+                    else None
+                ),
+                possible_duplicate=possible_duplicate,
+            )
+        )
+    return tuple(out)

@@ -19,6 +19,7 @@ from typing import Any
 from switchd.config import Config, load_config
 from switchd.ctl.hsm_cmd import add_hsm_parser
 from switchd.ctl.render import as_json, table
+from switchd.ctl.replay import add_replay_parser
 from switchd.daemon import runtime_file
 from switchd.errors import ConfigError
 from switchd.journal import Journal
@@ -82,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_validate)
 
     add_hsm_parser(sub)
+    add_replay_parser(sub)
     return parser
 
 
@@ -137,8 +139,18 @@ def cmd_status(args: argparse.Namespace) -> int:
         "draining": bool(ready and ready.get("draining")),
     }
     stats = _journal(cfg).stats() if cfg.journal_path.exists() else {}
+    connectors = _runtime(cfg).get("connectors", []) if daemon["running"] else []
+    outbox = _journal(cfg).outbox_depth() if cfg.journal_path.exists() else {}
     if args.json:
-        as_json({"daemon": daemon, "journal": str(cfg.journal_path), "stats": stats})
+        as_json(
+            {
+                "daemon": daemon,
+                "journal": str(cfg.journal_path),
+                "stats": stats,
+                "connectors": connectors,
+                "outbox": outbox,
+            }
+        )
         return 0 if daemon["running"] else 3
     state = "ready" if daemon["ready"] else ("draining" if daemon["draining"] else "running, not ready")
     print(f"daemon   {daemon['listener']}: {state if daemon['running'] else 'not running'}")
@@ -149,7 +161,33 @@ def cmd_status(args: argparse.Namespace) -> int:
             table(["key", "count"], sorted(counts.items()))
         elif not isinstance(counts, dict):
             print(f"{section}: {counts}")
+    if connectors or outbox:
+        print("\nconnectors:")
+        live = {c["connector"]: c for c in connectors}
+        names = sorted(set(live) | set(outbox) | {c.name for c in cfg.connectors})
+        table(
+            ["connector", "breaker", "inflight", "delivered", "failed attempts", "outbox (state=rows)"],
+            [
+                (
+                    n,
+                    live.get(n, {}).get("breaker", "-"),
+                    live.get(n, {}).get("inflight", "-"),
+                    live.get(n, {}).get("delivered", "-"),
+                    live.get(n, {}).get("failed_attempts", "-"),
+                    " ".join(f"{k}={v}" for k, v in sorted(outbox.get(n, {}).items())) or "-",
+                )
+                for n in names
+            ],
+        )
     return 0 if daemon["running"] else 3
+
+
+def _runtime(cfg: Config) -> dict[str, Any]:
+    try:
+        doc = json.loads(runtime_file(cfg).read_text())
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
 
 
 def cmd_messages(args: argparse.Namespace) -> int:
@@ -193,11 +231,13 @@ def cmd_show(args: argparse.Namespace) -> int:
     for row in matches:
         events = journal.events(row.id)
         report = journal.latest_report(row.id)
+        parts = journal.outbox(row.id)
         if args.json:
             out.append(
                 {
                     **_plain(row),
                     "events": [_plain(e) for e in events],
+                    "outbox": [_plain(p) for p in parts],
                     "report": report.xml.decode() if report else None,
                 }
             )
@@ -216,6 +256,25 @@ def cmd_show(args: argparse.Namespace) -> int:
             ["seq", "at", "event", "detail"],
             [(e.seq, e.at, e.kind, _brief(e.detail)) for e in events],
         )
+        if parts:
+            print()
+            table(
+                ["part", "msg_id", "connector", "route", "state", "attempts", "answer", "dup?", "last error"],
+                [
+                    (
+                        p.part,
+                        p.msg_id,
+                        p.connector,
+                        p.route,
+                        p.state,
+                        p.attempts,
+                        p.answer or "-",
+                        "yes" if p.possible_duplicate else "",
+                        p.last_error or "",
+                    )
+                    for p in parts
+                ],
+            )
         if report is not None:
             print(f"\nstatus report {report.report_id} ({report.message_type}, {report.status})")
         print()
