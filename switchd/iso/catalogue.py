@@ -1,10 +1,13 @@
 """The message catalogue: ISO 20022 message id/version <-> namespace, root element, schema file, status report.
 
 Pure data: `Catalogue.from_toml(text)` builds it from `schemas/iso20022/catalogue.toml`; nothing here reads files.
+Each message names the status report that answers it, in the sender's version family (pacs.008.001.09 ->
+pacs.002.001.11); the catalogue refuses a report that is not a pacs.002 (pacs, camt) or pain.002 (pain).
 """
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,6 +15,7 @@ from typing import Literal
 
 NAMESPACE_PREFIX = "urn:iso:std:iso:20022:tech:xsd:"
 Role = Literal["payment", "report", "header"]
+_MESSAGE_ID = re.compile(r"[a-z]{4}\.\d{3}\.\d{3}\.\d{2}")
 
 
 @dataclass(frozen=True)
@@ -45,11 +49,24 @@ class Catalogue:
     """Lookup of message definitions by id and by namespace."""
 
     def __init__(self, defs: list[MessageDef]) -> None:
-        self._by_id = {d.id: d for d in defs}
+        self._by_id: dict[str, MessageDef] = {}
+        for d in defs:
+            if _MESSAGE_ID.fullmatch(d.id) is None:
+                raise ValueError(f"catalogue: {d.id!r} is not a message id like pacs.008.001.08")
+            if d.id in self._by_id:
+                raise ValueError(f"catalogue: {d.id} is listed twice")
+            self._by_id[d.id] = d
         self._by_ns = {d.namespace: d for d in defs}
         for d in defs:
-            if d.report is not None and d.report not in self._by_id:
+            if d.report is None:
+                continue
+            report = self._by_id.get(d.report)
+            if report is None:
                 raise ValueError(f"catalogue: {d.id}: report {d.report} is not in the catalogue")
+            # pain messages come from customers and get the customer report; pacs and camt travel between banks.
+            family = "pain.002" if d.business_area == "pain" else "pacs.002"
+            if report.role != "report" or report.family != family:
+                raise ValueError(f"catalogue: {d.id}: report {d.report} is not a {family} status report")
 
     @classmethod
     def from_toml(cls, text: str) -> Catalogue:
@@ -82,4 +99,9 @@ class Catalogue:
         return d if d is not None and d.role == "header" else None
 
     def report_for(self, original: MessageDef) -> MessageDef | None:
+        """The status report answering `original`, in its version family; None for reports and headers."""
         return self._by_id.get(original.report) if original.report else None
+
+    def family(self, family: str) -> list[MessageDef]:
+        """Every version of a message type ("pacs.008"), oldest first."""
+        return sorted((d for d in self._by_id.values() if d.family == family), key=lambda d: d.id)

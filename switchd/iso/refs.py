@@ -25,7 +25,12 @@ SEARCH_KEYS = ("end_to_end_id", "uetr", "tx_id", "instr_id", "pmt_inf_id")
 
 
 class TxRefs(NamedTuple):
-    """One transaction (CdtTrfTxInf; in a status report, one TxInfAndSts and the Orgnl* ids it reports on).
+    """One transaction: CdtTrfTxInf (pacs.008, pacs.009, pain.001), DrctDbtTxInf (pain.008), TxInf (pacs.004,
+    pacs.028, camt.056), or TxInfAndSts (pacs.002, pain.002, camt.029) with the Orgnl* ids it is about.
+
+    Amounts: IntrBkSttlmAmt (pacs.008/.009), Amt/InstdAmt (pain.001), InstdAmt (pain.008), RtrdIntrBkSttlmAmt
+    (pacs.004), OrgnlIntrBkSttlmAmt (camt.056, camt.029). In pain.008 the creditor agent comes from the PmtInf
+    and the debtor agent from the transaction.
 
     Agent BICs (`*_agt_bic`) are None when the agent is absent and "" when it is present without a BICFI
     (a clearing member id only, say), so a check of who may act as an agent never mistakes one for the other.
@@ -57,10 +62,23 @@ class TxRefs(NamedTuple):
     # clearing member (an ABA routing number, a sort code) where no BIC identifies the bank.
     instd_agt_mmb_id: str | None = None
     cdtr_agt_mmb_id: str | None = None
+    # Messages about an earlier payment (pacs.002, pain.002, pacs.004, pacs.028, camt.056, camt.029): the ids of
+    # the original, for correlation. original_msg_id / _nm_id come from the transaction's own OrgnlGrpInf, else
+    # from the group it sits in (OrgnlGrpInf, Undrlyg/OrgnlGrpInfAndCxl, CxlDtls/OrgnlGrpInfAndSts,
+    # OrgnlGrpInfAndSts). The plain id fields above repeat the Orgnl* ids, so searchable_refs indexes a return or
+    # a cancellation under the payment's EndToEndId and UETR.
+    own_id: str | None = None  # RtrId, StsReqId, CxlId, CxlStsId or StsId: this message's id for the transaction
+    original_msg_id: str | None = None
+    original_msg_nm_id: str | None = None
+    original_end_to_end_id: str | None = None
+    original_tx_id: str | None = None
+    original_instr_id: str | None = None
+    original_uetr: str | None = None
+    mandate_id: str | None = None  # pain.008 DrctDbtTx/MndtRltdInf/MndtId
 
 
 class PmtInfRefs(NamedTuple):
-    """One pain.001 PmtInf (or pain.002 OrgnlPmtInfAndSts)."""
+    """One pain.001 / pain.008 PmtInf (or pain.002 OrgnlPmtInfAndSts)."""
 
     index: int  # type: ignore[assignment]  # shadows tuple.index, as in TxRefs
     path: str
@@ -70,14 +88,22 @@ class PmtInfRefs(NamedTuple):
     ctrl_sum_text: str | None
     dbtr_agt_bic: str | None
     tx_count: int
+    cdtr_agt_bic: str | None = None  # pain.008 PmtInf/CdtrAgt (the creditor's bank, which collects)
 
 
 class MessageRefs(NamedTuple):
     """What switchd needs to know about a message without walking it again.
 
     Numbers keep their text (`nb_of_txs`, `*_text`) because the rules compare what the sender wrote; `Decimal`
-    values are None when the text is absent or not a number. For status reports, `original_*` and
-    `group_status` come from OrgnlGrpInfAndSts.
+    values are None when the text is absent or not a number. `original_msg_id` / `original_msg_nm_id` name the
+    message this one is about: OrgnlGrpInfAndSts (pacs.002, pain.002), OrgnlGrpInf (pacs.004, the first one in
+    pacs.028), the first Undrlyg/OrgnlGrpInfAndCxl (camt.056), the first CxlDtls/OrgnlGrpInfAndSts (camt.029),
+    else the first transaction's OrgnlGrpInf; each transaction carries its own (TxRefs.original_*).
+    `group_status` is a status report's GrpSts.
+
+    camt.056 / camt.029 have no GrpHdr: msg_id and cre_dt_tm come from Assgnmt/Id and Assgnmt/CreDtTm,
+    instg_agt_bic / instd_agt_bic from Assgnmt/Assgnr/Agt and Assgnmt/Assgne/Agt ("" when the assigner or
+    assignee is a party, not an agent), nb_of_txs / ctrl_sum from camt.056 CtrlData.
     """
 
     message_id: str  # the catalogue id, e.g. "pacs.008.001.08"
@@ -87,7 +113,7 @@ class MessageRefs(NamedTuple):
     nb_of_txs: str | None
     ctrl_sum: Decimal | None
     ctrl_sum_text: str | None
-    ttl_amount: Decimal | None  # pacs.008 GrpHdr/TtlIntrBkSttlmAmt
+    ttl_amount: Decimal | None  # GrpHdr/TtlIntrBkSttlmAmt (pacs.008/.009), TtlRtrdIntrBkSttlmAmt (pacs.004)
     ttl_amount_text: str | None
     ttl_ccy: str | None
     instg_agt_bic: str | None  # GrpHdr/InstgAgt
@@ -131,6 +157,40 @@ _PAIN_TX = ("PmtId", "Amt", "CdtrAgt")
 _REPORT_TX = ("OrgnlEndToEndId", "OrgnlTxId", "OrgnlInstrId", "OrgnlUETR", "TxSts", "InstgAgt", "InstdAgt")
 _REPORT_GROUP = ("OrgnlMsgId", "OrgnlMsgNmId", "GrpSts")
 _REPORT_PMT_INF = ("OrgnlPmtInfId", "OrgnlNbOfTxs", "OrgnlCtrlSum")
+# pacs.004 names its total differently; the slot order is _GROUP's.
+_RETURN_GROUP = ("MsgId", "CreDtTm", "NbOfTxs", "CtrlSum", "TtlRtrdIntrBkSttlmAmt", "InstgAgt", "InstdAgt")
+_ASSIGNMENT = ("Id", "CreDtTm", "Assgnr", "Assgne")
+_CTRL_DATA = ("NbOfTxs", "CtrlSum")
+_ORIGINAL_GROUP = ("OrgnlMsgId", "OrgnlMsgNmId")
+# A transaction that refers to an original: the slots every such message shares, then its own id, amount, status.
+_REFERRING_TX = ("OrgnlGrpInf", "OrgnlInstrId", "OrgnlEndToEndId", "OrgnlTxId", "OrgnlUETR", "InstgAgt", "InstdAgt")
+_PAIN008_PMT_INF = ("PmtInfId", "NbOfTxs", "CtrlSum", "CdtrAgt", "DrctDbtTxInf")
+_PAIN008_TX = ("PmtId", "InstdAmt", "DrctDbtTx", "DbtrAgt")
+
+
+class _Referring(NamedTuple):
+    """How one message type that refers to earlier payments lays out its transactions (see _referring)."""
+
+    group: str  # "GrpHdr" or "Assgnmt"
+    original_group: str | None  # a direct child of the root naming the original message (pacs.004, pacs.028)
+    container: str | None  # the repeated child holding transactions (camt.056 Undrlyg, camt.029 CxlDtls)
+    container_original: str | None  # the container's original group (OrgnlGrpInfAndCxl, OrgnlGrpInfAndSts)
+    tx: str  # the transaction element
+    own_id: str
+    amount: str | None
+    status: str | None
+
+
+_REFERRING: dict[str, _Referring] = {
+    "pacs.004": _Referring("GrpHdr", "OrgnlGrpInf", None, None, "TxInf", "RtrId", "RtrdIntrBkSttlmAmt", None),
+    "pacs.028": _Referring("GrpHdr", "OrgnlGrpInf", None, None, "TxInf", "StsReqId", None, None),
+    "camt.056": _Referring(
+        "Assgnmt", None, "Undrlyg", "OrgnlGrpInfAndCxl", "TxInf", "CxlId", "OrgnlIntrBkSttlmAmt", None
+    ),
+    "camt.029": _Referring(
+        "Assgnmt", None, "CxlDtls", "OrgnlGrpInfAndSts", "TxInfAndSts", "CxlStsId", "OrgnlIntrBkSttlmAmt", "TxCxlSts"
+    ),
+}
 
 # Plain dicts, private to this module: a MappingProxyType's get() costs twice a dict's, and it runs per child.
 _Table = dict[str, int]
@@ -165,6 +225,27 @@ class _Tags:
         self.report_tx = self._table(_REPORT_TX)
         self.report_group = self._table(_REPORT_GROUP)
         self.report_pmt_inf = self._table(_REPORT_PMT_INF)
+        self.return_group = self._table(_RETURN_GROUP)
+        self.assignment = self._table(_ASSIGNMENT)
+        self.ctrl_data = self._table(_CTRL_DATA)
+        self.original_group = self._table(_ORIGINAL_GROUP)
+        self.pain008_pmt_inf = self._table(_PAIN008_PMT_INF)
+        self.pain008_tx = self._table(_PAIN008_TX)
+        self.Agt = q + "Agt"
+        self.CtrlData = q + "CtrlData"
+        self.StsId = q + "StsId"
+        self.OrgnlGrpInf = q + "OrgnlGrpInf"
+        self.MndtRltdInf = q + "MndtRltdInf"
+        self.MndtId = q + "MndtId"
+        # Per referring message type: (tags of the layout, the transaction table). Built for every namespace
+        # (a few us once per message definition); only the family's own entry is used.
+        self.referring = {
+            family: (
+                _Referring(*(q + v if v else None for v in spec)),  # type: ignore[arg-type]
+                self._table((*_REFERRING_TX, spec.own_id, spec.amount or "-", spec.status or "-")),
+            )
+            for family, spec in _REFERRING.items()
+        }
 
     def _table(self, names: tuple[str, ...]) -> _Table:
         return {self.q + name: i for i, name in enumerate(names)}
@@ -274,8 +355,9 @@ def _indexed(base: str, name: str, i: int, n: int) -> str:
 def extract_refs(defn: MessageDef, document: etree._Element) -> MessageRefs:
     """Read the references of `document` (the `Document` element of message `defn`).
 
-    Handles pacs.008 and pain.001 fully, and pacs.002 / pain.002 (report ids, statuses and the Orgnl* ids of
-    the transactions reported on); for any other message only the GrpHdr fields are read. Never raises on
+    Handles pacs.008, pacs.009, pain.001 and pain.008 fully; pacs.002 / pain.002 (report ids, statuses and the
+    Orgnl* ids of the transactions reported on); pacs.004, pacs.028, camt.056 and camt.029 (their transactions
+    and the original ids each refers to). For any other message only the GrpHdr fields are read. Never raises on
     missing or malformed elements: a value that is not there is None (the XSD and the rules say why).
     """
     layout = _layout(defn)
@@ -289,6 +371,12 @@ def extract_refs(defn: MessageDef, document: etree._Element) -> MessageRefs:
         return _pain001(defn, body, t, path)
     if family in ("pacs.002", "pain.002"):
         return _report(defn, body, t, path)
+    if family == "pacs.009":  # the same GrpHdr and CdtTrfTxInf elements as pacs.008, for what refs reads
+        return _pacs008(defn, body, t, path)
+    if family == "pain.008":
+        return _pain008(defn, body, t, path)
+    if family in _REFERRING:
+        return _referring(defn, body, t, path, family)
     return _message(defn, path, _child(body, t.GrpHdr), t, (), ())
 
 
@@ -300,9 +388,10 @@ def _message(
     pmt_infs: tuple[PmtInfRefs, ...],
     txs: tuple[TxRefs, ...],
     report: tuple[str | None, str | None, str | None] = (None, None, None),
+    group_table: _Table | None = None,
 ) -> MessageRefs:
     msg_id, cre_dt_tm, nb_of_txs, ctrl_sum, ttl, instg, instd = (
-        _pick(grp, t.group, len(_GROUP)) if grp is not None else (None,) * len(_GROUP)
+        _pick(grp, group_table or t.group, len(_GROUP)) if grp is not None else (None,) * len(_GROUP)
     )
     ctrl_sum_text = _text(ctrl_sum)
     ttl_text = _text(ttl)
@@ -453,22 +542,54 @@ def _pain001(defn: MessageDef, body: etree._Element, t: _Tags, path: str) -> Mes
     return _message(defn, path, grp, t, tuple(pmt_infs), tuple(txs))
 
 
-def _report_tx(el: etree._Element, t: _Tags, index: int, path: str, pmt_inf: PmtInfRefs | None) -> TxRefs:
+def _original_group(
+    el: etree._Element | None, t: _Tags, default: tuple[str | None, str | None]
+) -> tuple[str | None, str | None]:
+    """(OrgnlMsgId, OrgnlMsgNmId) of an original-group element, else `default`."""
+    if el is None:
+        return default
+    msg_id, nm_id = _pick(el, t.original_group, len(_ORIGINAL_GROUP))
+    return _text(msg_id), _text(nm_id)
+
+
+def _report_tx(
+    el: etree._Element,
+    t: _Tags,
+    index: int,
+    path: str,
+    pmt_inf: PmtInfRefs | None,
+    group_original: tuple[str | None, str | None] = (None, None),
+) -> TxRefs:
     e2e, tx_id, instr_id, uetr, status, instg, instd = _pick(el, t.report_tx, len(_REPORT_TX))
     instd_bic, instd_mmb = _bic_mmb(instd, t)
+    e2e_text, tx_id_text, instr_text, uetr_text = _text(e2e), _text(tx_id), _text(instr_id), _text(uetr)
+    own = orgnl = None
+    for child in el[:2]:  # StsId and OrgnlGrpInf come first, by the XSD
+        if child.tag == t.StsId:
+            own = _text(child)
+        elif child.tag == t.OrgnlGrpInf:
+            orgnl = child
+    orig_msg_id, orig_nm_id = _original_group(orgnl, t, group_original)
     return TxRefs(
         index=index,
         path=path,
-        end_to_end_id=_text(e2e),
-        tx_id=_text(tx_id),
-        instr_id=_text(instr_id),
-        uetr=_text(uetr),
+        end_to_end_id=e2e_text,
+        tx_id=tx_id_text,
+        instr_id=instr_text,
+        uetr=uetr_text,
         instg_agt_bic=_bic(instg, t),
         instd_agt_bic=instd_bic,
         status=_text(status),
         pmt_inf_id=pmt_inf.pmt_inf_id if pmt_inf is not None else None,
         pmt_inf_index=pmt_inf.index if pmt_inf is not None else None,
         instd_agt_mmb_id=instd_mmb,
+        own_id=own,
+        original_msg_id=orig_msg_id,
+        original_msg_nm_id=orig_nm_id,
+        original_end_to_end_id=e2e_text,
+        original_tx_id=tx_id_text,
+        original_instr_id=instr_text,
+        original_uetr=uetr_text,
     )
 
 
@@ -493,8 +614,9 @@ def _report(defn: MessageDef, body: etree._Element, t: _Tags, path: str) -> Mess
         report = (_text(msg_id), _text(nm_id), _text(status))
     txs: list[TxRefs] = []
     n = len(tx_els)
+    group_original = report[:2]
     for i, el in enumerate(tx_els):
-        txs.append(_report_tx(el, t, len(txs), _indexed(path, "TxInfAndSts", i, n), None))
+        txs.append(_report_tx(el, t, len(txs), _indexed(path, "TxInfAndSts", i, n), None, group_original))
     pmt_infs = []
     n_pi = len(pi_els)
     for p, pi in enumerate(pi_els):
@@ -505,8 +627,199 @@ def _report(defn: MessageDef, body: etree._Element, t: _Tags, path: str) -> Mess
         ref = PmtInfRefs(p, pi_path, _text(pmt_inf_el), _text(nb_el), _decimal(ctrl), ctrl, None, len(pi_tx))
         pmt_infs.append(ref)
         for i, el in enumerate(pi_tx):
-            txs.append(_report_tx(el, t, len(txs), _indexed(pi_path, "TxInfAndSts", i, len(pi_tx)), ref))
+            tx_path = _indexed(pi_path, "TxInfAndSts", i, len(pi_tx))
+            txs.append(_report_tx(el, t, len(txs), tx_path, ref, group_original))
     return _message(defn, path, grp, t, tuple(pmt_infs), tuple(txs), report)
+
+
+def _pain008(defn: MessageDef, body: etree._Element, t: _Tags, path: str) -> MessageRefs:
+    """pain.008: PmtInf (with the creditor agent) and their DrctDbtTxInf (with the debtor agent and mandate)."""
+    grp, pi_els = _split(body, t, t.PmtInf)
+    n_pi = len(pi_els)
+    pmt_infs = []
+    txs: list[TxRefs] = []
+    pi_table, tx_slot = t.pain008_pmt_inf, _PAIN008_PMT_INF.index("DrctDbtTxInf")
+    for p, pi in enumerate(pi_els):
+        pi_path = _indexed(path, "PmtInf", p, n_pi)
+        fields: _Slots = [None] * len(_PAIN008_PMT_INF)
+        tx_els = []
+        for child in pi[:]:
+            slot = pi_table.get(child.tag)
+            if slot == tx_slot:
+                tx_els.append(child)
+            elif slot is not None:
+                fields[slot] = child
+        pmt_inf_el, nb_el, ctrl_el, cdtr_el, _ = fields
+        pmt_inf_id = _text(pmt_inf_el)
+        cdtr_bic, cdtr_mmb = _bic_mmb(cdtr_el, t)
+        ctrl = _text(ctrl_el)
+        n = len(tx_els)
+        pmt_infs.append(PmtInfRefs(p, pi_path, pmt_inf_id, _text(nb_el), _decimal(ctrl), ctrl, None, n, cdtr_bic))
+        for i, el in enumerate(tx_els):
+            pmt_id, amount_el, ddt, dbtr = _pick(el, t.pain008_tx, len(_PAIN008_TX))
+            e2e, _, instr_id, uetr = _ids(pmt_id, t)
+            tx_path = _indexed(pi_path, "DrctDbtTxInf", i, n)
+            amount_text = amount = amount_path = currency = None
+            if amount_el is not None:
+                amount_text = _text(amount_el)
+                amount, amount_path, currency = _decimal(amount_text), tx_path + "/InstdAmt", amount_el.get("Ccy")
+            mndt = _child(ddt, t.MndtRltdInf) if ddt is not None else None
+            mandate_id = _text(_child(mndt, t.MndtId)) if mndt is not None else None
+            txs.append(
+                TxRefs(
+                    index=len(txs),
+                    path=tx_path,
+                    end_to_end_id=e2e,
+                    instr_id=instr_id,
+                    uetr=uetr,
+                    amount=amount,
+                    amount_text=amount_text,
+                    amount_path=amount_path,
+                    currency=currency,
+                    dbtr_agt_bic=_bic(dbtr, t),
+                    cdtr_agt_bic=cdtr_bic,
+                    pmt_inf_id=pmt_inf_id,
+                    pmt_inf_index=p,
+                    cdtr_agt_mmb_id=cdtr_mmb,
+                    mandate_id=mandate_id,
+                )
+            )
+    return _message(defn, path, grp, t, tuple(pmt_infs), tuple(txs))
+
+
+def _referring(defn: MessageDef, body: etree._Element, t: _Tags, path: str, family: str) -> MessageRefs:
+    """pacs.004, pacs.028, camt.056, camt.029: transactions that each name an original payment (see _REFERRING)."""
+    spec, table = t.referring[family]
+    width = len(_REFERRING_TX) + 3
+    grp = ctrl = None
+    first_original: tuple[str | None, str | None] | None = None
+    # (container path or the root's, the container's original group, its transaction elements)
+    groups: list[tuple[str, tuple[str | None, str | None], list[etree._Element]]] = []
+    root_txs: list[etree._Element] = []
+    containers: list[etree._Element] = []
+    for child in body[:]:
+        tag = child.tag
+        if tag == spec.tx:
+            root_txs.append(child)
+        elif tag == spec.container:
+            containers.append(child)
+        elif tag == spec.group:
+            grp = child
+        elif tag == spec.original_group and first_original is None:
+            first_original = _original_group(child, t, (None, None))
+        elif tag == t.CtrlData:
+            ctrl = child
+    if root_txs:
+        groups.append((path, first_original or (None, None), root_txs))
+    n_c = len(containers)
+    for c, container in enumerate(containers):
+        orgnl = None
+        tx_els = []
+        for child in container[:]:
+            if child.tag == spec.tx:
+                tx_els.append(child)
+            elif child.tag == spec.container_original:
+                orgnl = child
+        original = _original_group(orgnl, t, (None, None))
+        if first_original is None and orgnl is not None:
+            first_original = original
+        assert spec.container is not None
+        groups.append((_indexed(path, spec.container[len(t.q) :], c, n_c), original, tx_els))
+    tx_name = spec.tx[len(t.q) :]
+    amount_name = spec.amount[len(t.q) :] if spec.amount else None
+    txs: list[TxRefs] = []
+    for base, original, tx_els in groups:
+        n = len(tx_els)
+        for i, el in enumerate(tx_els):
+            orgnl, instr_id, e2e, tx_id, uetr, instg, instd, own, amount_el, status = _pick(el, table, width)
+            tx_path = _indexed(base, tx_name, i, n)
+            orig_msg_id, orig_nm_id = _original_group(orgnl, t, original)
+            if first_original is None and orgnl is not None:
+                first_original = (orig_msg_id, orig_nm_id)
+            amount_text = amount = amount_path = currency = None
+            if amount_el is not None:
+                amount_text = _text(amount_el)
+                amount, amount_path = _decimal(amount_text), f"{tx_path}/{amount_name}"
+                currency = amount_el.get("Ccy")
+            instd_bic, instd_mmb = _bic_mmb(instd, t)
+            e2e_text, tx_id_text, instr_text, uetr_text = _text(e2e), _text(tx_id), _text(instr_id), _text(uetr)
+            txs.append(
+                TxRefs(
+                    index=len(txs),
+                    path=tx_path,
+                    end_to_end_id=e2e_text,
+                    tx_id=tx_id_text,
+                    instr_id=instr_text,
+                    uetr=uetr_text,
+                    amount=amount,
+                    amount_text=amount_text,
+                    amount_path=amount_path,
+                    currency=currency,
+                    instg_agt_bic=_bic(instg, t),
+                    instd_agt_bic=instd_bic,
+                    status=_text(status),
+                    instd_agt_mmb_id=instd_mmb,
+                    own_id=_text(own),
+                    original_msg_id=orig_msg_id,
+                    original_msg_nm_id=orig_nm_id,
+                    original_end_to_end_id=e2e_text,
+                    original_tx_id=tx_id_text,
+                    original_instr_id=instr_text,
+                    original_uetr=uetr_text,
+                )
+            )
+    report = (*(first_original or (None, None)), None)
+    if spec.group == t.GrpHdr:
+        table_group = t.return_group if family == "pacs.004" else None
+        return _message(defn, path, grp, t, (), tuple(txs), report, table_group)
+    return _assignment(defn, path, grp, ctrl, t, tuple(txs), report)
+
+
+def _assignment(
+    defn: MessageDef,
+    path: str,
+    assignment: etree._Element | None,
+    ctrl: etree._Element | None,
+    t: _Tags,
+    txs: tuple[TxRefs, ...],
+    report: tuple[str | None, str | None, str | None],
+) -> MessageRefs:
+    """MessageRefs of a camt.056 / camt.029: the Assgnmt stands for the GrpHdr."""
+    msg_id, cre_dt_tm, assigner, assignee = (
+        _pick(assignment, t.assignment, len(_ASSIGNMENT)) if assignment is not None else (None,) * 4
+    )
+    nb_el, ctrl_el = _pick(ctrl, t.ctrl_data, len(_CTRL_DATA)) if ctrl is not None else (None, None)
+    ctrl_text = _text(ctrl_el)
+    instd_bic, instd_mmb = _bic_mmb(_party_agent(assignee, t), t)
+    return MessageRefs(
+        message_id=defn.id,
+        path=path,
+        msg_id=_text(msg_id),
+        cre_dt_tm=_text(cre_dt_tm),
+        nb_of_txs=_text(nb_el),
+        ctrl_sum=_decimal(ctrl_text),
+        ctrl_sum_text=ctrl_text,
+        ttl_amount=None,
+        ttl_amount_text=None,
+        ttl_ccy=None,
+        instg_agt_bic=_bic(_party_agent(assigner, t), t),
+        instd_agt_bic=instd_bic,
+        payment_infos=(),
+        transactions=txs,
+        original_msg_id=report[0],
+        original_msg_nm_id=report[1],
+        group_status=None,
+        instd_agt_mmb_id=instd_mmb,
+    )
+
+
+def _party_agent(choice: etree._Element | None, t: _Tags) -> etree._Element | None:
+    """The agent of an Assgnr / Assgne (Party40Choice): its Agt, or the choice itself when it holds a party
+    (whose missing FinInstnId reads as "": present, without a BIC)."""
+    if choice is None:
+        return None
+    agent = _child(choice, t.Agt)
+    return agent if agent is not None else choice
 
 
 def tx_by_path(txs: Iterable[TxRefs]) -> dict[str, TxRefs]:

@@ -14,6 +14,7 @@ from switchd.iso.catalogue import MessageDef
 from switchd.iso.refs import extract_refs, searchable_refs
 from switchd.iso.reports import build_status_report
 from tests.builders import (
+    OMIT,
     PmtInf,
     Tx,
     catalogue,
@@ -26,6 +27,7 @@ from tests.builders import (
     split,
     stable_uetr,
 )
+from tests.iso import messages as msgs
 
 CATALOGUE = catalogue()
 PACS008 = message_def("pacs.008.001.08")
@@ -174,10 +176,10 @@ def test_comments_and_processing_instructions_are_skipped():
 
 def test_other_messages_get_group_fields_only():
     other = MessageDef(id="pacs.008.001.08", root="FIToFICstmrCdtTrf", role="payment", report=None)
-    odd = MessageDef(id="pacs.009.001.08", root="FICdtTrf", role="payment", report=None)
+    odd = MessageDef(id="pacs.010.001.03", root="FIDrctDbt", role="payment", report=None)
     doc = etree.fromstring(
-        f'<Document xmlns="{odd.namespace}"><FICdtTrf><GrpHdr><MsgId>F-1</MsgId>'
-        f"<NbOfTxs>1</NbOfTxs></GrpHdr><CdtTrfTxInf/></FICdtTrf></Document>".encode()
+        f'<Document xmlns="{odd.namespace}"><FIDrctDbt><GrpHdr><MsgId>F-1</MsgId>'
+        f"<NbOfTxs>1</NbOfTxs></GrpHdr><CdtInstr/></FIDrctDbt></Document>".encode()
     )
     refs = extract_refs(odd, doc)
     assert (refs.msg_id, refs.nb_of_txs, refs.transactions) == ("F-1", "1", ())
@@ -337,3 +339,209 @@ def test_member_id_placement_is_schema_valid():
     _set_member_id(tx.find(f"{{{ns}}}CdtrAgt"), ns, "021000021", keep_bic=False, clr_sys="USABA")
     schema = project_schema("pacs.008.001.08")
     assert schema.validate(doc), schema.error_log
+
+
+# -- issue 4: the other message types -----------------------------------------------------------------------------
+
+
+def _refs(message_id: str, data: bytes):
+    return refs_of(message_def(message_id), data)
+
+
+@pytest.mark.parametrize("message_id", ["pacs.009.001.08", "pacs.009.001.09"])
+def test_pacs009_reads_like_pacs008(message_id):
+    txs = [msgs.FiTx(), msgs.FiTx(end_to_end_id="E2E-2", tx_id="TX-2", amount="0.5", instd_agt_bic="CCCCGB2L")]
+    refs = _refs(message_id, msgs.pacs009(message_id, msg_id="FI-9", txs=txs, ctrl_sum=None, instd_bic=None))
+    assert (refs.msg_id, refs.nb_of_txs, refs.ctrl_sum, refs.ttl_amount) == (
+        "FI-9",
+        "2",
+        Decimal("1000.50"),
+        Decimal("1000.50"),
+    )
+    assert (refs.instg_agt_bic, refs.instd_agt_bic) == ("AAAAUS33XXX", None)
+    first, second = refs.transactions
+    assert second.path == "/Document/FICdtTrf/CdtTrfTxInf[2]"
+    assert (second.end_to_end_id, second.tx_id, second.amount, second.instd_agt_bic) == (
+        "E2E-2",
+        "TX-2",
+        Decimal("0.5"),
+        "CCCCGB2L",
+    )
+    assert first.uetr == stable_uetr("E2E-1")
+
+
+@pytest.mark.parametrize("message_id", ["pacs.004.001.09", "pacs.004.001.10"])
+def test_pacs004_returned_amounts_and_originals(message_id):
+    txs = [msgs.Orig(), msgs.Orig(end_to_end_id="E2E-2", tx_id=None, msg_id="ORIG-2", amount="7.25")]
+    refs = _refs(message_id, msgs.pacs004(message_id, original_msg_id="ORIG-1", txs=txs, ctrl_sum=None))
+    assert (refs.msg_id, refs.original_msg_id, refs.original_msg_nm_id) == ("RTR-1", "ORIG-1", "pacs.008.001.08")
+    assert (refs.ttl_amount, refs.ttl_ccy, refs.ctrl_sum, refs.nb_of_txs) == (
+        Decimal("107.25"),
+        "EUR",
+        Decimal("107.25"),
+        "2",
+    )
+    assert (refs.instg_agt_bic, refs.instd_agt_bic) == ("BBBBDEFFXXX", "AAAAUS33XXX")
+    first, second = refs.transactions
+    assert (first.own_id, first.original_msg_id, first.original_end_to_end_id, first.original_tx_id) == (
+        "RTR-TX-1",
+        "ORIG-1",  # no OrgnlGrpInf of its own: the message's
+        "E2E-1",
+        "TX-1",
+    )
+    assert first.original_uetr == stable_uetr("E2E-1") == first.uetr
+    assert (second.original_msg_id, second.original_end_to_end_id, second.original_tx_id) == ("ORIG-2", "E2E-2", None)
+    assert (second.amount, second.amount_path) == (Decimal("7.25"), "/Document/PmtRtr/TxInf[2]/RtrdIntrBkSttlmAmt")
+    # Searchable under the original payment's ids, so `switchctl show E2E-2` finds the payment and its return.
+    assert ("end_to_end_id", "E2E-2") in searchable_refs(refs)
+
+
+@pytest.mark.parametrize("message_id", ["pacs.028.001.03", "pacs.028.001.04"])
+def test_pacs028_status_request_originals(message_id):
+    refs = _refs(message_id, msgs.pacs028(message_id, original_msg_id=None, txs=[msgs.Orig(msg_id="ORIG-5")]))
+    # No group-level OrgnlGrpInf: the message's original is its first transaction's.
+    assert (refs.msg_id, refs.original_msg_id) == ("REQ-1", "ORIG-5")
+    (tx,) = refs.transactions
+    assert (tx.own_id, tx.original_msg_id, tx.original_end_to_end_id, tx.amount) == (
+        "REQ-TX-1",
+        "ORIG-5",
+        "E2E-1",
+        None,
+    )
+    assert (refs.instg_agt_bic, refs.instd_agt_bic) == ("AAAAUS33XXX", "BBBBDEFFXXX")
+
+
+@pytest.mark.parametrize("message_id", ["camt.056.001.08", "camt.056.001.09"])
+def test_camt056_assignment_underlyings_and_originals(message_id):
+    data = msgs.camt056(
+        message_id,
+        underlying=[
+            msgs.Underlying("ORIG-1", [msgs.Orig(), msgs.Orig(end_to_end_id="E2E-2", uetr=None)]),
+            msgs.Underlying(
+                None, [msgs.Orig(end_to_end_id=None, tx_id=None, msg_id="ORIG-3", msg_nm_id="pacs.009.001.08")]
+            ),
+        ],
+        ctrl_sum=None,
+    )
+    refs = _refs(message_id, data)
+    assert (refs.msg_id, refs.cre_dt_tm, refs.nb_of_txs, refs.ctrl_sum) == (
+        "CXL-1",
+        "2026-11-23T10:00:00Z",
+        "3",
+        Decimal("300.00"),
+    )
+    assert (refs.instg_agt_bic, refs.instd_agt_bic) == ("AAAAUS33XXX", "BBBBDEFFXXX")  # assigner, assignee
+    assert refs.original_msg_id == "ORIG-1"
+    t1, t2, t3 = refs.transactions
+    assert [t.path for t in refs.transactions] == [
+        "/Document/FIToFIPmtCxlReq/Undrlyg[1]/TxInf[1]",
+        "/Document/FIToFIPmtCxlReq/Undrlyg[1]/TxInf[2]",
+        "/Document/FIToFIPmtCxlReq/Undrlyg[2]/TxInf",
+    ]
+    assert (t1.own_id, t1.original_msg_id, t1.original_end_to_end_id, t1.original_uetr) == (
+        "CXL-TX-1",
+        "ORIG-1",
+        "E2E-1",
+        stable_uetr("E2E-1"),
+    )
+    assert (t2.original_end_to_end_id, t2.original_uetr) == ("E2E-2", None)
+    assert (t3.original_msg_id, t3.original_msg_nm_id, t3.original_end_to_end_id) == ("ORIG-3", "pacs.009.001.08", None)
+    assert t1.amount_path == "/Document/FIToFIPmtCxlReq/Undrlyg[1]/TxInf[1]/OrgnlIntrBkSttlmAmt"
+
+
+def test_camt056_assigner_that_is_a_party_has_no_bic():
+    refs = _refs("camt.056.001.08", msgs.camt056(assigner_bic=None, nb_of_txs=OMIT))
+    assert (refs.instg_agt_bic, refs.nb_of_txs) == ("", None)
+
+
+@pytest.mark.parametrize("message_id", ["camt.029.001.09", "camt.029.001.10"])
+def test_camt029_resolution_originals_and_status(message_id):
+    data = msgs.camt029(message_id, details=[msgs.Underlying("CXL-1", [msgs.Orig(), msgs.Orig(end_to_end_id="E2E-2")])])
+    refs = _refs(message_id, data)
+    assert (refs.msg_id, refs.original_msg_id, refs.instg_agt_bic, refs.instd_agt_bic) == (
+        "RSL-1",
+        "CXL-1",
+        "BBBBDEFFXXX",
+        "AAAAUS33XXX",
+    )
+    t1, t2 = refs.transactions
+    assert (t1.own_id, t1.status, t1.original_end_to_end_id, t2.original_msg_id) == (
+        "RSL-TX-1",
+        "ACCR",
+        "E2E-1",
+        "CXL-1",
+    )
+    assert t2.path == "/Document/RsltnOfInvstgtn/CxlDtls/TxInfAndSts[2]"
+
+
+@pytest.mark.parametrize("message_id", ["pain.008.001.08", "pain.008.001.09"])
+def test_pain008_payment_infos_mandates_and_agents(message_id):
+    data = msgs.pain008(
+        message_id,
+        pmt_infs=[
+            msgs.DdPmtInf("PMT-1", [msgs.DdTx(), msgs.DdTx(end_to_end_id="E2E-2", mandate_id=None, amount="0.99")]),
+            msgs.DdPmtInf("PMT-2", [msgs.DdTx(end_to_end_id="E2E-3")], creditor_agent_bic="CCCCFRPP"),
+        ],
+    )
+    refs = _refs(message_id, data)
+    assert (refs.msg_id, refs.nb_of_txs, refs.ctrl_sum) == ("DD-1", "3", Decimal("100.99"))
+    p1, p2 = refs.payment_infos
+    assert (p1.pmt_inf_id, p1.cdtr_agt_bic, p1.dbtr_agt_bic, p1.ctrl_sum, p1.tx_count) == (
+        "PMT-1",
+        "AAAAGB2LXXX",
+        None,
+        Decimal("50.99"),
+        2,
+    )
+    assert p2.cdtr_agt_bic == "CCCCFRPP"
+    t1, t2, t3 = refs.transactions
+    assert (t1.mandate_id, t2.mandate_id, t3.mandate_id) == ("MNDT-1", None, "MNDT-1")
+    assert (t1.dbtr_agt_bic, t1.cdtr_agt_bic, t3.cdtr_agt_bic, t3.pmt_inf_index) == (
+        "BBBBDEFFXXX",
+        "AAAAGB2LXXX",
+        "CCCCFRPP",
+        1,
+    )
+    assert (t2.amount, t2.amount_path) == (
+        Decimal("0.99"),
+        "/Document/CstmrDrctDbtInitn/PmtInf[1]/DrctDbtTxInf[2]/InstdAmt",
+    )
+
+
+def test_pacs002_transactions_carry_their_originals():
+    original = refs_of(PACS008, pacs008(msg_id="ORIG-1", txs=make_txs(2)))
+    finding = Finding("AC03", "bad", path=original.transactions[0].path + "/CdtrAcct/Id/IBAN")
+    report = build_status_report(
+        report_def=PACS002,
+        original_def=PACS008,
+        original=original,
+        original_msg_id=None,
+        findings=[finding],
+        report_msg_id="RPT-1",
+        created_at=NOW,
+    )
+    (tx,) = extract_refs(PACS002, etree.fromstring(report)).transactions
+    assert (tx.original_msg_id, tx.original_msg_nm_id, tx.original_end_to_end_id, tx.original_tx_id) == (
+        "ORIG-1",
+        "pacs.008.001.08",
+        "E2E-1",
+        "TX-1",
+    )
+    assert tx.original_uetr == stable_uetr("E2E-1")
+
+
+@pytest.mark.parametrize(
+    ("message_id", "build"),
+    [
+        ("pacs.009.001.08", msgs.pacs009),
+        ("pacs.004.001.10", msgs.pacs004),
+        ("pacs.028.001.04", msgs.pacs028),
+        ("camt.056.001.09", msgs.camt056),
+        ("camt.029.001.10", msgs.camt029),
+        ("pain.008.001.09", msgs.pain008),
+    ],
+)
+def test_builders_make_schema_valid_messages(message_id, build):
+    # The refs above are read from messages laid out as the official schema demands.
+    schema = project_schema(message_id)
+    assert schema.validate(etree.fromstring(build(message_id))), schema.error_log
