@@ -1,0 +1,195 @@
+"""Round trip through the real daemon: HTTP intake -> route -> simulated bank's durable receipt -> its pacs.002 back ->
+status report available to the originator. Prints throughput, round-trip latency p50/p99 at a steady offered load,
+and a naive baseline (one message at a time, a commit per step) from the same run.
+
+    python -m bench.roundtrip [--seconds 8] [--rate 150] [--connections 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import signal
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+import xmlschema
+from lxml import etree
+
+from adapters.local.simbank import read_receipts
+from bench.run import _start_daemon
+from tests.builders import Tx, pacs008
+from tests.conftest import write_config
+
+REPO = Path(__file__).resolve().parent.parent
+SIM = """
+[[participants]]
+name = "sim-bank"
+bics = ["BBBBDEFFXXX"]
+
+[[connectors]]
+name = "sim"
+kind = "simulated"
+participant = "sim-bank"
+concurrency = 32
+
+[connectors.options]
+receipts = "{receipts}"
+
+[[routes]]
+name = "default"
+connector = "sim"
+"""
+HEADERS = {"Authorization": "Bearer demo-bank-a", "Content-Type": "application/xml"}
+
+
+def pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(p / 100 * len(s)))] if s else float("nan")
+
+
+async def closed_loop(url: str, seconds: float, connections: int, receipts: Path) -> dict[str, Any]:
+    """As fast as `connections` clients can post; then until the bank has every accepted message."""
+    accepted = 0
+    t0 = time.perf_counter()
+    stop = t0 + seconds
+
+    async def client(n: int) -> None:
+        nonlocal accepted
+        i = 0
+        async with httpx.AsyncClient(base_url=url, headers=HEADERS, timeout=30) as c:
+            while time.perf_counter() < stop:
+                i += 1
+                raw = pacs008(msg_id=f"T{n}-{i}", txs=[Tx(end_to_end_id=f"TE{n}-{i}")])
+                r = await c.post("/v1/messages", content=raw)
+                accepted += r.status_code == 202
+
+    async with trio.open_nursery() as nursery:
+        for n in range(connections):
+            nursery.start_soon(client, n)
+    intake_s = time.perf_counter() - t0
+    with trio.fail_after(120):
+        while len(await trio.to_thread.run_sync(read_receipts, receipts)) < accepted:
+            await trio.sleep(0.05)
+    total_s = time.perf_counter() - t0
+    return {"accepted": accepted, "intake_per_s": accepted / intake_s, "to_bank_per_s": accepted / total_s}
+
+
+async def steady(url: str, seconds: float, rate: float) -> dict[str, Any]:
+    """Open loop at `rate` msg/s; latency from the POST to the originator's report appearing in GET /v1/reports."""
+    sent: dict[str, float] = {}
+    seen: dict[str, float] = {}
+    done = trio.Event()
+
+    async def poll() -> None:
+        cursor = 0
+        async with httpx.AsyncClient(base_url=url, headers=HEADERS, timeout=30) as c:
+            while not (done.is_set() and len(seen) >= len(sent)):
+                body = (await c.get(f"/v1/reports?after={cursor}&limit=1000")).json()
+                now = time.perf_counter()
+                for r in body["reports"]:
+                    seen.setdefault(r["message_id"], now)
+                cursor = body["next"]
+                await trio.sleep(0.005)
+
+    async def one(c: httpx.AsyncClient, i: int) -> None:
+        t = time.perf_counter()
+        r = await c.post("/v1/messages", content=pacs008(msg_id=f"S-{i}", txs=[Tx(end_to_end_id=f"SE-{i}")]))
+        if r.status_code == 202:
+            sent[r.json()["id"]] = t
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(poll)
+        async with httpx.AsyncClient(base_url=url, headers=HEADERS, timeout=30) as c, trio.open_nursery() as posts:
+            n = int(seconds * rate)
+            t0 = trio.current_time()
+            for i in range(n):
+                await trio.sleep_until(t0 + i / rate)
+                posts.start_soon(one, c, i)
+        with trio.move_on_after(60):
+            while len(seen.keys() & sent.keys()) < len(sent):
+                await trio.sleep(0.05)
+        done.set()
+        nursery.cancel_scope.cancel()
+    lat = [(seen[m] - t) * 1000 for m, t in sent.items() if m in seen]
+    return {
+        "offered_per_s": rate,
+        "sent": len(sent),
+        "answered": len(lat),
+        "p50_ms": pct(lat, 50),
+        "p99_ms": pct(lat, 99),
+    }
+
+
+def naive(n: int, tmp: Path) -> float:
+    """One message at a time: xmlschema validation, commit, deliver to a file with fsync, commit the delivery."""
+    schema = xmlschema.XMLSchema(str(REPO / "schemas/iso20022/pacs.008.001.08.xsd"), allow="local", defuse="always")
+    db = sqlite3.connect(tmp / "naive.sqlite", isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("CREATE TABLE m (id INTEGER PRIMARY KEY, raw BLOB, state TEXT)")
+    out = tmp / "naive-bank"
+    out.mkdir()
+    msgs = [pacs008(msg_id=f"N-{i}", txs=[Tx(end_to_end_id=f"NE-{i}")]) for i in range(n)]
+    t0 = time.perf_counter()
+    for i, raw in enumerate(msgs):
+        root = etree.fromstring(raw, etree.XMLParser(resolve_entities=False, no_network=True))
+        schema.validate(root[1])
+        db.execute("BEGIN")
+        cur = db.execute("INSERT INTO m (raw, state) VALUES (?, 'accepted')", (raw,))
+        db.execute("COMMIT")
+        path = out / f"{i}.xml"
+        with path.open("wb") as f:
+            f.write(raw)
+            f.flush()
+            import os
+
+            os.fsync(f.fileno())
+        db.execute("BEGIN")
+        db.execute("UPDATE m SET state = 'delivered' WHERE id = ?", (cur.lastrowid,))
+        db.execute("COMMIT")
+        hashlib.sha256(raw).digest()
+    return n / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--rate", type=float, default=150.0, help="offered load for the latency run, msg/s")
+    ap.add_argument("--connections", type=int, default=32)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        receipts = tmp / "receipts.jsonl"
+        config = write_config(tmp, workers=1, extra=SIM.format(receipts=receipts))
+        proc, url, _, _ = _start_daemon(config, tmp / "daemon.log")
+        try:
+            thr = trio.run(closed_loop, url, args.seconds, args.connections, receipts)
+            lat = trio.run(steady, url, args.seconds, args.rate)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(60)
+        base = naive(300, tmp)
+    print(
+        f"switchd round trip bench: python {sys.version.split()[0]}, {args.connections} clients, daemon + loadgen share the machine"
+    )
+    print(json.dumps({"closed_loop": thr, "steady": lat, "naive_per_s": base}, indent=1))
+    print(
+        f"\nintake -> bank receipt: {thr['to_bank_per_s']:,.0f} msg/s ({thr['to_bank_per_s'] / base:.1f}x naive "
+        f"{base:,.0f} msg/s); intake alone {thr['intake_per_s']:,.0f} msg/s"
+    )
+    print(
+        f"round trip (POST -> originator's report) at {lat['offered_per_s']:.0f} msg/s offered: "
+        f"p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms ({lat['answered']}/{lat['sent']} answered)"
+    )
+
+
+if __name__ == "__main__":
+    main()
