@@ -177,9 +177,7 @@ def main() -> None:
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
         base = naive(300, tmp)
-    print(
-        f"switchd round trip bench: python {sys.version.split()[0]}, {args.connections} clients, daemon + loadgen share the machine"
-    )
+    print(f"switchd round trip bench: python {sys.version.split()[0]}, {args.connections} clients, one machine")
     print(json.dumps({"closed_loop": thr, "steady": lat, "naive_per_s": base}, indent=1))
     print(
         f"\nintake -> bank receipt: {thr['to_bank_per_s']:,.0f} msg/s ({thr['to_bank_per_s'] / base:.1f}x naive "
