@@ -35,7 +35,6 @@ token_sha256 = "c2f1bcf461c5f642545991f11db2ca335ee1da5b7ded58dfae51af7ae45d452e
 [hsm]
 token = "switchd-test"
 active = "{active}"
-workers = 2
 {extra}
 
 [[hsm.keys]]
