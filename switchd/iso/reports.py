@@ -1,7 +1,9 @@
-"""Status reports answering a message: pacs.002.001.10 for pacs.* originals, pain.002.001.10 for pain.001.
+"""Status reports answering a message: pacs.002 for pacs.* and camt.* originals, pain.002 for pain.*, in .10 or .11.
 
-Pure: refs and findings in, UTF-8 bytes out. Every report validates against its XSD whatever the original held:
-values copied from a (possibly invalid) original are trimmed or left out where the report's types are stricter.
+The version is the caller's `report_def` (the catalogue's `report_for(original)`: the sender's version family).
+Both versions share the elements written here. Pure: refs and findings in, UTF-8 bytes out. Every report validates
+against its XSD whatever the original held: values copied from a (possibly invalid) original are trimmed or left
+out where the report's types are stricter.
 """
 
 from __future__ import annotations

@@ -1,18 +1,23 @@
 """Business rules an XSD cannot express, each reported with an ISO 20022 ExternalStatusReason1Code.
 
 Run after XSD validation, on the Document (and AppHdr) of a payment message; every finding is returned, not the first.
+Which rules apply to which message type: see `_RULES_BY_FAMILY` below the table.
 
 Reason codes (names and definitions from the ISO 20022 external code set ExternalStatusReason1Code):
 
     code  name                                    when
     ----  --------------------------------------  ----------------------------------------------------------------
-    AM19  InvalidGroupNumberOfTransactions        GrpHdr/NbOfTxs is not the number of CdtTrfTxInf in the message
-    AM20  InvalidPaymentInfoNumberOfTransactions  pain.001 PmtInf/NbOfTxs is not the number of its CdtTrfTxInf
-    AM16  InvalidGroupControlSum                  GrpHdr/CtrlSum is not the sum of every transaction amount
-    AM17  InvalidPaymentInfoControlSum            pain.001 PmtInf/CtrlSum is not the sum of its amounts
-    AM10  InvalidControlSum                       pacs.008 GrpHdr/TtlIntrBkSttlmAmt is not the sum of the
-                                                  IntrBkSttlmAmt ("sum of amounts does not equal the control sum")
-    CURR  IncorrectCurrency                       an IntrBkSttlmAmt currency differs from TtlIntrBkSttlmAmt's
+    AM19  InvalidGroupNumberOfTransactions        GrpHdr/NbOfTxs (camt.056 CtrlData/NbOfTxs) is not the number of
+                                                  transactions in the message
+    AM20  InvalidPaymentInfoNumberOfTransactions  pain.001/pain.008 PmtInf/NbOfTxs is not the number of its
+                                                  transactions
+    AM16  InvalidGroupControlSum                  GrpHdr/CtrlSum (camt.056 CtrlData/CtrlSum) is not the sum of
+                                                  every transaction amount
+    AM17  InvalidPaymentInfoControlSum            pain.001/pain.008 PmtInf/CtrlSum is not the sum of its amounts
+    AM10  InvalidControlSum                       pacs.008/pacs.009 GrpHdr/TtlIntrBkSttlmAmt, pacs.004
+                                                  TtlRtrdIntrBkSttlmAmt, is not the sum of the transaction amounts
+                                                  ("sum of amounts does not equal the control sum")
+    CURR  IncorrectCurrency                       a transaction amount's currency differs from the total's
     AM11  InvalidTransactionCurrency              a currency code ISO 4217 does not list, or one without minor
                                                   units (metals, funds, XXX/XTS): no credit transfer is made in it
     CH20  DecimalPointsNotCompatibleWithCurrency  more decimals than the currency's ISO 4217 minor units
@@ -22,8 +27,14 @@ Reason codes (names and definitions from the ISO 20022 external code set Externa
     AC03  InvalidCreditorAccountNumber            CdtrAcct IBAN: same checks
     AC01  IncorrectAccountNumber                  any other IBAN in the message (agents' or charges accounts)
     CH16  ElementContentFormallyIncorrect         UETR is not a canonical UUID version 4 (variant 8-b)
-    CH17  ElementNotAdmitted                      pacs.008 InstgAgt / InstdAgt both in GrpHdr and in a transaction
-                                                  (message rules InstructingAgentRule, InstructedAgentRule)
+    CH17  ElementNotAdmitted                      pacs.008/pacs.009 InstgAgt / InstdAgt both in GrpHdr and in a
+                                                  transaction (message rules InstructingAgentRule,
+                                                  InstructedAgentRule)
+    CH21  RequiredCompulsoryElementMissing        pacs.004, pacs.028, camt.056, camt.029: a transaction that does
+                                                  not name its original message (OrgnlGrpInf/OrgnlMsgId, its own
+                                                  or its group's) or its original transaction (OrgnlEndToEndId,
+                                                  OrgnlTxId, OrgnlUETR or OrgnlInstrId): it cannot be correlated
+    MD01  NoMandate                               pain.008: a collection without DrctDbtTx/MndtRltdInf/MndtId
     FF01  InvalidFileFormat                       AppHdr and Document disagree: MsgDefIdr is not the Document's
                                                   message, or BizMsgIdr is not GrpHdr/MsgId
     AG08  InvalidAccessRights                     (check_sender_authority) the sender acts as a BIC it does not
@@ -38,7 +49,10 @@ rule. RC01 ("has an incorrect format") fits a malformed BIC better than RC02-RC0
 also mean unknown. AC02/AC03 name the account like AM19 names the level; AC01 remains for other accounts. There
 is no UETR code; CH16 says the content of an element is formally incorrect. FF01 for an envelope whose header
 misdescribes its Document (the file's format is inconsistent). AG08 "transaction failed due to invalid or missing
-user or access right": the authenticated participant has no right to act as that bank.
+user or access right": the authenticated participant has no right to act as that bank. CH21 ("mandatory element is
+missing"): the XSD leaves every Orgnl* id optional, but a return, cancellation, status request or resolution that
+names no original cannot be matched with the payment it is about. MD01 ("no mandate") is the code made for a
+direct debit without one: the XSD leaves MndtRltdInf optional, a collection needs it.
 
 Sources: the ExternalStatusReason1Code table as republished by Thought Machine's Vault Payments docs
 (vault-portal.thoughtmachine.net/vault-payments/latest/EN/using_vault_payments/manual_decisions) and netbank.ph's
@@ -228,6 +242,28 @@ def _count_problem(text: str | None, actual: int) -> str | None:
 
 # -- the rules ----------------------------------------------------------------------------------------------------
 
+# Which checks run on which message type (families not listed - status reports - get the identifier checks only).
+# counts: NbOfTxs/CtrlSum (and PmtInf ones, and the settlement total where the message has one);
+# agent_levels: InstgAgt/InstdAgt in GrpHdr exclude them in transactions; originals: CH21 above; mandates: MD01.
+_COUNTS, _AGENT_LEVELS, _ORIGINALS, _MANDATES = "counts", "agent_levels", "originals", "mandates"
+_RULES_BY_FAMILY: Mapping[str, frozenset[str]] = MappingProxyType(
+    {
+        "pacs.008": frozenset({_COUNTS, _AGENT_LEVELS}),
+        "pacs.009": frozenset({_COUNTS, _AGENT_LEVELS}),
+        "pain.001": frozenset({_COUNTS}),
+        "pain.008": frozenset({_COUNTS, _MANDATES}),
+        "pacs.004": frozenset({_COUNTS, _ORIGINALS}),
+        "camt.056": frozenset({_COUNTS, _ORIGINALS}),
+        "pacs.028": frozenset({_ORIGINALS}),
+        "camt.029": frozenset({_ORIGINALS}),
+    }
+)
+_NO_RULES: frozenset[str] = frozenset()
+# The element holding the settlement total, where it is not TtlIntrBkSttlmAmt.
+_TOTAL_NAME: Mapping[str, str] = MappingProxyType({"pacs.004": "TtlRtrdIntrBkSttlmAmt"})
+# Where NbOfTxs/CtrlSum sit, where it is not GrpHdr.
+_COUNT_BLOCK: Mapping[str, str] = MappingProxyType({"camt.056": "CtrlData"})
+
 # MessageDef.family is a computed property (~0.5 us): cache it per message id. Ids come from the catalogue; the
 # cap only guards against a caller inventing definitions without end.
 _FAMILIES: dict[str, str] = {}
@@ -253,15 +289,24 @@ def check_rules(
     findings: list[Finding] = []
     if app_hdr is not None:
         _app_hdr(defn, refs, app_hdr, findings)
+    family = _family(defn)
     if defn.role == "payment":
-        _counts_and_sums(refs, findings)
-        _agent_levels(defn, refs, findings)
+        rules = _RULES_BY_FAMILY.get(family, _NO_RULES)
+        if _COUNTS in rules:
+            _counts_and_sums(refs, findings, family)
+        if _AGENT_LEVELS in rules:
+            _agent_levels(refs, findings)
         for tx in refs.transactions:
             _tx_values(tx, findings)
+        if _ORIGINALS in rules:
+            _originals(refs, findings)
+        if _MANDATES in rules:
+            _mandates(refs, findings)
     if refs.ttl_amount is not None and refs.ttl_ccy is not None:
         problem = amount_problem(refs.ttl_amount, refs.ttl_ccy)
         if problem is not None:
-            findings.append(Finding(problem[0], problem[1], path=f"{refs.path}/GrpHdr/TtlIntrBkSttlmAmt"))
+            total_name = _TOTAL_NAME.get(family, "TtlIntrBkSttlmAmt")
+            findings.append(Finding(problem[0], problem[1], path=f"{refs.path}/GrpHdr/{total_name}"))
     _identifiers(document, refs, findings)
     return findings
 
@@ -310,17 +355,22 @@ def _sum_amounts(txs: Iterable[TxRefs]) -> Decimal | None:
     return total
 
 
-def _counts_and_sums(refs: MessageRefs, findings: list[Finding]) -> None:
+def _counts_and_sums(refs: MessageRefs, findings: list[Finding], family: str) -> None:
     txs = refs.transactions
-    problem = _count_problem(refs.nb_of_txs, len(txs))
-    if problem is not None:
-        findings.append(Finding("AM19", f"GrpHdr/NbOfTxs {problem}", path=f"{refs.path}/GrpHdr/NbOfTxs"))
+    block = _COUNT_BLOCK.get(family, "GrpHdr")
+    # camt.056 CtrlData is optional; a pacs.004 returning the whole group (GrpRtr) may list no transaction, and its
+    # NbOfTxs then counts the original's.
+    counted = refs.nb_of_txs is not None or block == "GrpHdr"
+    if counted and not (family == "pacs.004" and not txs):
+        problem = _count_problem(refs.nb_of_txs, len(txs))
+        if problem is not None:
+            findings.append(Finding("AM19", f"{block}/NbOfTxs {problem}", path=f"{refs.path}/{block}/NbOfTxs"))
     total = _sum_amounts(txs)
     # ctrl_sum is None when its text is not a number: that never equals a sum
-    if refs.ctrl_sum_text is not None and total is not None and refs.ctrl_sum != total:
-        why = f"GrpHdr/CtrlSum says {refs.ctrl_sum_text}, amounts sum to {total}"
-        findings.append(Finding("AM16", why, path=f"{refs.path}/GrpHdr/CtrlSum"))
-    if refs.payment_infos:  # pain.001 only: no grouping to build for the others
+    if refs.ctrl_sum_text is not None and total is not None and txs and refs.ctrl_sum != total:
+        why = f"{block}/CtrlSum says {refs.ctrl_sum_text}, amounts sum to {total}"
+        findings.append(Finding("AM16", why, path=f"{refs.path}/{block}/CtrlSum"))
+    if refs.payment_infos:  # pain.001 / pain.008 only: no grouping to build for the others
         by_pmt_inf: dict[int | None, list[TxRefs]] = {}
         for tx in txs:
             by_pmt_inf.setdefault(tx.pmt_inf_index, []).append(tx)
@@ -334,12 +384,13 @@ def _counts_and_sums(refs: MessageRefs, findings: list[Finding]) -> None:
             if pi.ctrl_sum_text is not None and pi_total is not None and pi.ctrl_sum != pi_total:
                 why = f"PmtInf/CtrlSum says {pi.ctrl_sum_text}, its amounts sum to {pi_total}"
                 findings.append(Finding("AM17", why, path=f"{pi.path}/CtrlSum"))
-    if refs.ttl_amount_text is not None:
-        _total_settlement(refs, total, findings)
+    if refs.ttl_amount_text is not None and txs:
+        _total_settlement(refs, total, findings, _TOTAL_NAME.get(family, "TtlIntrBkSttlmAmt"))
 
 
-def _total_settlement(refs: MessageRefs, total: Decimal | None, findings: list[Finding]) -> None:
-    """pacs.008 TotalInterbankSettlementAmountRule (one currency) and ...AndSumRule (the sum).
+def _total_settlement(refs: MessageRefs, total: Decimal | None, findings: list[Finding], total_name: str) -> None:
+    """pacs.008/pacs.009 TotalInterbankSettlementAmountRule (one currency) and ...AndSumRule (the sum); the same
+    for the pacs.004 total returned.
 
     `total` is the sum of the transaction amounts (None when one could not be read)."""
     ttl_ccy = refs.ttl_ccy
@@ -347,10 +398,11 @@ def _total_settlement(refs: MessageRefs, total: Decimal | None, findings: list[F
     for tx in refs.transactions:
         if tx.currency is not None and tx.currency != ttl_ccy:
             mismatched = True
+            amount_name = (tx.amount_path or "").rpartition("/")[2] or "the amount"
             findings.append(
                 Finding(
                     "CURR",
-                    f"IntrBkSttlmAmt is in {tx.currency} but TtlIntrBkSttlmAmt is in {ttl_ccy}",
+                    f"{amount_name} is in {tx.currency} but {total_name} is in {ttl_ccy}",
                     path=tx.amount_path,
                     tx_ref=_tx_ref(tx),
                 )
@@ -358,19 +410,19 @@ def _total_settlement(refs: MessageRefs, total: Decimal | None, findings: list[F
     if mismatched or total is None:
         return  # a sum across currencies means nothing: the CURR findings say what to fix
     if refs.ttl_amount is None or refs.ttl_amount != total:
+        amount_name = (refs.transactions[0].amount_path or "").rpartition("/")[2] or "the amounts"
         findings.append(
             Finding(
                 "AM10",
-                f"TtlIntrBkSttlmAmt says {refs.ttl_amount_text}, IntrBkSttlmAmt sum to {total}",
-                path=f"{refs.path}/GrpHdr/TtlIntrBkSttlmAmt",
+                f"{total_name} says {refs.ttl_amount_text}, {amount_name} sum to {total}",
+                path=f"{refs.path}/GrpHdr/{total_name}",
             )
         )
 
 
-def _agent_levels(defn: MessageDef, refs: MessageRefs, findings: list[Finding]) -> None:
-    """pacs.008 InstructingAgentRule / InstructedAgentRule: an agent in GrpHdr excludes it in transactions."""
-    if _family(defn) != "pacs.008":
-        return
+def _agent_levels(refs: MessageRefs, findings: list[Finding]) -> None:
+    """pacs.008/pacs.009 InstructingAgentRule / InstructedAgentRule: an agent in GrpHdr excludes it in
+    transactions."""
     if refs.instg_agt_bic is not None:
         for tx in refs.transactions:
             if tx.instg_agt_bic is not None:
@@ -400,7 +452,33 @@ def _tx_values(tx: TxRefs, findings: list[Finding]) -> None:
     if tx.uetr is not None:
         why = uetr_problem(tx.uetr)
         if why is not None:
-            findings.append(Finding("CH16", why, path=f"{tx.path}/PmtId/UETR", tx_ref=_tx_ref(tx)))
+            where = "OrgnlUETR" if tx.original_uetr is not None else "PmtId/UETR"
+            findings.append(Finding("CH16", why, path=f"{tx.path}/{where}", tx_ref=_tx_ref(tx)))
+
+
+def _originals(refs: MessageRefs, findings: list[Finding]) -> None:
+    """CH21 for a transaction of a return / cancellation / status request / resolution that cannot be matched
+    with its original: no original message id, or no id of the original transaction."""
+    for tx in refs.transactions:
+        if tx.original_msg_id is None:
+            why = "names no original message: OrgnlGrpInf/OrgnlMsgId is missing here and in its group"
+            findings.append(Finding("CH21", why, path=tx.path, tx_ref=_tx_ref(tx)))
+        if (
+            tx.original_end_to_end_id is None
+            and tx.original_uetr is None
+            and tx.original_tx_id is None
+            and tx.original_instr_id is None
+        ):
+            why = "names no original transaction: OrgnlEndToEndId, OrgnlTxId, OrgnlUETR and OrgnlInstrId are missing"
+            findings.append(Finding("CH21", why, path=tx.path, tx_ref=_tx_ref(tx)))
+
+
+def _mandates(refs: MessageRefs, findings: list[Finding]) -> None:
+    """MD01 for a pain.008 collection without a mandate id."""
+    for tx in refs.transactions:
+        if tx.mandate_id is None:
+            why = "direct debit without a mandate: DrctDbtTx/MndtRltdInf/MndtId is missing"
+            findings.append(Finding("MD01", why, path=f"{tx.path}/DrctDbtTx", tx_ref=_tx_ref(tx)))
 
 
 def _identifiers(document: etree._Element, refs: MessageRefs, findings: list[Finding]) -> None:
@@ -481,8 +559,12 @@ def check_sender_authority(
 ) -> list[Finding]:
     """AG08 for every BIC the message makes the sender act as that `participant_bics` does not cover.
 
-    The sender acts as: pain.001 every PmtInf/DbtrAgt; other messages GrpHdr/InstgAgt and each transaction's
-    InstgAgt; and the AppHdr Fr (FIId BICFI or OrgId AnyBIC). "AAAAUS33" and "AAAAUS33XXX" are the same BIC;
+    The sender acts as: pain.001 every PmtInf/DbtrAgt; pain.008 every PmtInf/CdtrAgt (a direct debit is
+    presented by the creditor's bank: the debtor's bank is the one being asked to pay, so a participant may
+    collect only through itself); camt.056 / camt.029 the Assgnmt/Assgnr agent (an assigner that is a party, not
+    an agent, is refused like an agent without a BIC); other messages (pacs.008, pacs.009, pacs.004, pacs.028)
+    GrpHdr/InstgAgt and each transaction's InstgAgt; and the AppHdr Fr (FIId BICFI or OrgId AnyBIC).
+    "AAAAUS33" and "AAAAUS33XXX" are the same BIC;
     owning either covers every branch AAAAUS33xxx; owning AAAAUS33ABC covers that branch only. An agent that
     should be checked but carries no BICFI (e.g. only a clearing member id) is refused: we can only verify BICs.
     """
@@ -490,11 +572,22 @@ def check_sender_authority(
     findings: list[Finding] = []
 
     # Paths are built only for a refusal: most messages have none.
-    if _family(defn) == "pain.001":
+    family = _family(defn)
+    if family == "pain.001":
         for pi in refs.payment_infos:
             bic = pi.dbtr_agt_bic
             if bic is not None and (bic == "" or not _owns(bic, bic8s, bic11s)):
                 _refuse(bic, f"{pi.path}/DbtrAgt", "DbtrAgt", None, findings)
+    elif family == "pain.008":
+        for pi in refs.payment_infos:
+            bic = pi.cdtr_agt_bic
+            if bic is not None and (bic == "" or not _owns(bic, bic8s, bic11s)):
+                _refuse(bic, f"{pi.path}/CdtrAgt", "CdtrAgt", None, findings)
+    elif family in ("camt.056", "camt.029"):
+        bic = refs.instg_agt_bic
+        if bic is not None and (bic == "" or not _owns(bic, bic8s, bic11s)):
+            where = f"{refs.path}/Assgnmt/Assgnr" + ("/Agt" if bic else "")  # "": a Pty, not an Agt
+            _refuse(bic, where, "Assgnr", None, findings)
     else:
         bic = refs.instg_agt_bic
         if bic is not None and (bic == "" or not _owns(bic, bic8s, bic11s)):

@@ -28,6 +28,7 @@ from tests.builders import (
     split,
     stable_uetr,
 )
+from tests.iso import messages as msgs
 
 CATALOGUE = catalogue()
 PACS008 = message_def("pacs.008.001.08")
@@ -360,3 +361,62 @@ def test_pain002_for_a_bulk_file(schemas):
     assert x.count(P_PMT) == 30
     assert x.count(f"{P_PMT}/r:TxInfAndSts") == 3000
     assert x.one(f"{P_PMT}[30]/r:TxInfAndSts[100]/r:OrgnlEndToEndId/text()") == "E-29-99"
+
+
+# -- issue 4: every message type, answered in its sender's version family -------------------------------------------
+
+_BUILDERS = {
+    "pacs.008": lambda mid: pacs008(),
+    "pain.001": lambda mid: pain001(),
+    "pacs.009": msgs.pacs009,
+    "pacs.004": msgs.pacs004,
+    "pacs.028": msgs.pacs028,
+    "camt.056": msgs.camt056,
+    "camt.029": msgs.camt029,
+    "pain.008": msgs.pain008,
+}
+
+
+@pytest.mark.parametrize("message_id", sorted(d.id for d in CATALOGUE if d.role == "payment"))
+def test_rejection_report_in_the_senders_version_family(message_id):
+    defn = message_def(message_id)
+    data = _BUILDERS[defn.family](message_id)
+    if defn.id in ("pacs.008.001.09", "pain.001.001.10"):  # the shared builders write .08 / .09: re-label them
+        data = data.replace(b"pacs.008.001.08", b"pacs.008.001.09").replace(b"pain.001.001.09", b"pain.001.001.10")
+    _, doc = split(data)
+    original = extract_refs(defn, doc)
+    assert original.transactions, message_id
+    tx = original.transactions[-1]
+    findings = [Finding("CH21", "tx-level", path=tx.path), Finding("FF01", "group-level")]
+    report_def = CATALOGUE.report_for(defn)
+    assert report_def is not None
+    xml = build_status_report(
+        report_def=report_def,
+        original_def=defn,
+        original=original,
+        original_msg_id=None,
+        findings=findings,
+        report_msg_id="RPT-V",
+        created_at=NOW,
+        instructing_bic="SWCHGB2LXXX",
+        instructed_bic="AAAAUS33XXX",
+    )
+    x = X(etree.fromstring(xml))
+    # .09-and-later senders (and pain.001.001.10 / pain.008.001.09) get the .11 report, 2019 senders the .10 one.
+    later = message_id in {
+        "pacs.008.001.09",
+        "pacs.009.001.09",
+        "pacs.004.001.10",
+        "pacs.028.001.04",
+        "camt.056.001.09",
+        "camt.029.001.10",
+        "pain.001.001.10",
+        "pain.008.001.09",
+    }
+    assert x.ns["r"].endswith(".11" if later else ".10")
+    schema = _schema(report_def.id)
+    assert schema.validate(x.doc), schema.error_log
+    assert x.one("//r:OrgnlGrpInfAndSts/r:OrgnlMsgNmId/text()") == message_id
+    assert x.one("//r:OrgnlGrpInfAndSts/r:OrgnlMsgId/text()") == original.msg_id
+    assert sorted(x.all("//r:StsRsnInf/r:Rsn/r:Cd/text()")) == ["CH21", "FF01"]
+    assert x.all("//r:TxInfAndSts/r:StsRsnInf/r:Rsn/r:Cd/text()") == ["CH21"]

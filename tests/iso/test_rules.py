@@ -35,6 +35,7 @@ from tests.builders import (
     project_schema,
     split,
 )
+from tests.iso import messages as msgs
 
 CATALOGUE = catalogue()
 PACS008 = message_def("pacs.008.001.08")
@@ -559,3 +560,200 @@ def test_valid_bic_memo_changes_no_verdict():
     assert bic_problem("AAAAUS33XXX") is None and found(pacs008()) == []
     data = pacs008(txs=[Tx(creditor_iban="AAAAUS33XXX", cdtr_agt_bic="AAAAZZ33XXX")])
     assert [code for code, _, _ in found(data)] == ["RC01", "AC03"]
+
+
+# -- issue 4: pacs.009, pacs.004, pacs.028, camt.056, camt.029, pain.008 ------------------------------------------
+
+FI = "/Document/FICdtTrf"
+RTR = "/Document/PmtRtr"
+CXL = "/Document/FIToFIPmtCxlReq"
+DD = "/Document/CstmrDrctDbtInitn"
+
+
+def valid_then_found(message_id: str, data: bytes) -> list[tuple[str, str | None, str | None]]:
+    """The rule findings of a message that the XSD accepts (so each finding is the rules' own)."""
+    schema = project_schema(message_id)
+    assert schema.validate(etree.fromstring(data)), schema.error_log
+    return found(data)
+
+
+@pytest.mark.parametrize(
+    ("message_id", "build"),
+    [
+        ("pacs.009.001.08", msgs.pacs009),
+        ("pacs.009.001.09", msgs.pacs009),
+        ("pacs.004.001.09", msgs.pacs004),
+        ("pacs.004.001.10", msgs.pacs004),
+        ("pacs.028.001.03", msgs.pacs028),
+        ("pacs.028.001.04", msgs.pacs028),
+        ("camt.056.001.08", msgs.camt056),
+        ("camt.056.001.09", msgs.camt056),
+        ("camt.029.001.09", msgs.camt029),
+        ("camt.029.001.10", msgs.camt029),
+        ("pain.008.001.08", msgs.pain008),
+        ("pain.008.001.09", msgs.pain008),
+    ],
+)
+def test_new_types_pass_when_right(message_id, build):
+    assert valid_then_found(message_id, build(message_id)) == []
+
+
+@pytest.mark.parametrize("message_id", ["pacs.009.001.08", "pacs.009.001.09"])
+def test_pacs009_counts_sums_decimals_and_bics(message_id):
+    txs = [msgs.FiTx(), msgs.FiTx(end_to_end_id="E2E-2", tx_id="TX-2", amount="10.001", creditor_bic="CCCCZZ2L")]
+    data = msgs.pacs009(message_id, txs=txs, nb_of_txs="3", ctrl_sum="1.00", ttl="1010.00")
+    assert valid_then_found(message_id, data) == [
+        ("AM19", f"{FI}/GrpHdr/NbOfTxs", None),
+        ("AM16", f"{FI}/GrpHdr/CtrlSum", None),
+        ("AM10", f"{FI}/GrpHdr/TtlIntrBkSttlmAmt", None),
+        ("CH20", f"{FI}/CdtTrfTxInf[2]/IntrBkSttlmAmt", "E2E-2"),
+        ("RC01", f"{FI}/CdtTrfTxInf[2]/Cdtr/FinInstnId/BICFI", "E2E-2"),
+    ]
+
+
+def test_pacs009_currency_and_agent_levels():
+    txs = [msgs.FiTx(ccy="USD", instg_agt_bic="AAAAUS33")]
+    assert valid_then_found("pacs.009.001.08", msgs.pacs009(txs=txs, ttl="1000.00")) == [
+        ("CURR", f"{FI}/CdtTrfTxInf/IntrBkSttlmAmt", "E2E-1"),
+        ("CH17", f"{FI}/CdtTrfTxInf/InstgAgt", "E2E-1"),
+    ]
+
+
+@pytest.mark.parametrize("message_id", ["pacs.004.001.09", "pacs.004.001.10"])
+def test_pacs004_returned_amounts_and_totals(message_id):
+    txs = [msgs.Orig(amount="60.00"), msgs.Orig(end_to_end_id="E2E-2", amount="0.125")]
+    data = msgs.pacs004(message_id, txs=txs, nb_of_txs="1", ctrl_sum="60.00", ttl="70.00")
+    result = valid_then_found(message_id, data)
+    assert result == [
+        ("AM19", f"{RTR}/GrpHdr/NbOfTxs", None),
+        ("AM16", f"{RTR}/GrpHdr/CtrlSum", None),
+        ("AM10", f"{RTR}/GrpHdr/TtlRtrdIntrBkSttlmAmt", None),
+        ("CH20", f"{RTR}/TxInf[2]/RtrdIntrBkSttlmAmt", "E2E-2"),
+    ]
+    why = {f.code: f.detail for f in rules(data)}
+    assert why["AM10"] == "TtlRtrdIntrBkSttlmAmt says 70.00, RtrdIntrBkSttlmAmt sum to 60.125"
+
+
+@pytest.mark.parametrize("message_id", ["pacs.004.001.09", "pacs.028.001.03", "camt.056.001.08", "camt.029.001.09"])
+def test_original_references_must_be_present(message_id):
+    build = {"pacs.004": msgs.pacs004, "pacs.028": msgs.pacs028}.get(message_id[:8])
+    no_ids = msgs.Orig(end_to_end_id=None, tx_id=None, uetr=None)
+    txs = [msgs.Orig(), no_ids]
+    if build is not None:
+        data = build(message_id, original_msg_id=None, txs=txs)
+        tx_name = "TxInf"
+        base = RTR if message_id.startswith("pacs.004") else "/Document/FIToFIPmtStsReq"
+    else:
+        underlying = [msgs.Underlying(None, txs)]
+        if message_id.startswith("camt.056"):
+            data, tx_name, base = msgs.camt056(message_id, underlying=underlying), "TxInf", f"{CXL}/Undrlyg"
+        else:
+            data, tx_name = msgs.camt029(message_id, details=underlying), "TxInfAndSts"
+            base = "/Document/RsltnOfInvstgtn/CxlDtls"
+    assert valid_then_found(message_id, data) == [
+        ("CH21", f"{base}/{tx_name}[1]", "E2E-1"),
+        ("CH21", f"{base}/{tx_name}[2]", f"{base}/{tx_name}[2]"),
+        ("CH21", f"{base}/{tx_name}[2]", f"{base}/{tx_name}[2]"),
+    ]
+    # Naming the original message at the group level, or on the transaction itself, is enough.
+    fixed = [msgs.Orig(), msgs.Orig(msg_id="ORIG-2", uetr="auto", end_to_end_id=None, tx_id=None)]
+    if build is not None:
+        assert valid_then_found(message_id, build(message_id, original_msg_id="ORIG-1", txs=fixed)) == []
+    elif message_id.startswith("camt.056"):
+        assert valid_then_found(message_id, msgs.camt056(message_id, underlying=[msgs.Underlying("O", fixed)])) == []
+
+
+@pytest.mark.parametrize("message_id", ["camt.056.001.08", "camt.056.001.09"])
+def test_camt056_control_data(message_id):
+    underlying = [msgs.Underlying("ORIG-1", [msgs.Orig(), msgs.Orig(end_to_end_id="E2E-2", amount="1.5", ccy="JPY")])]
+    data = msgs.camt056(message_id, underlying=underlying, nb_of_txs="1", ctrl_sum="100.00")
+    assert valid_then_found(message_id, data) == [
+        ("AM19", f"{CXL}/CtrlData/NbOfTxs", None),
+        ("AM16", f"{CXL}/CtrlData/CtrlSum", None),
+        ("CH20", f"{CXL}/Undrlyg/TxInf[2]/OrgnlIntrBkSttlmAmt", "E2E-2"),
+    ]
+    # CtrlData is optional: no count to check without it.
+    assert valid_then_found(message_id, msgs.camt056(message_id, nb_of_txs=OMIT)) == []
+
+
+@pytest.mark.parametrize("message_id", ["pain.008.001.08", "pain.008.001.09"])
+def test_pain008_counts_sums_and_mandates(message_id):
+    pmt_infs = [
+        msgs.DdPmtInf("PMT-1", [msgs.DdTx(), msgs.DdTx(end_to_end_id="E2E-2", mandate_id=None)], nb_of_txs="3"),
+        msgs.DdPmtInf("PMT-2", [msgs.DdTx(end_to_end_id="E2E-3", debtor_iban="DE00370400440532013000")], ctrl_sum="9"),
+    ]
+    data = msgs.pain008(message_id, pmt_infs=pmt_infs, ctrl_sum="1.00")
+    assert valid_then_found(message_id, data) == [
+        ("AM16", f"{DD}/GrpHdr/CtrlSum", None),
+        ("AM20", f"{DD}/PmtInf[1]/NbOfTxs", None),
+        ("AM17", f"{DD}/PmtInf[2]/CtrlSum", None),
+        ("MD01", f"{DD}/PmtInf[1]/DrctDbtTxInf[2]/DrctDbtTx", "E2E-2"),
+        ("AC02", f"{DD}/PmtInf[2]/DrctDbtTxInf/DbtrAcct/Id/IBAN", "E2E-3"),
+    ]
+
+
+def test_status_reports_get_identifier_checks_only():
+    # A pacs.002 is not counted nor summed (it has no amounts to agree), but a bad BIC in it is still found.
+    data = msgs.document(
+        "pacs.002.001.11",
+        "FIToFIPmtStsRpt",
+        [
+            ("GrpHdr", [("MsgId", "R-1"), ("CreDtTm", msgs.CRE_DT_TM), msgs.agent("InstgAgt", "AAAAQQ33")]),
+            ("OrgnlGrpInfAndSts", [("OrgnlMsgId", "O-1"), ("OrgnlMsgNmId", "pacs.008.001.09"), ("GrpSts", "ACSC")]),
+        ],
+    )
+    assert valid_then_found("pacs.002.001.11", data) == [
+        ("RC01", "/Document/FIToFIPmtStsRpt/GrpHdr/InstgAgt/FinInstnId/BICFI", None)
+    ]
+
+
+# -- sender authority for the new types ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("message_id", "data", "owned", "expected"),
+    [
+        ("pacs.009.001.09", msgs.pacs009("pacs.009.001.09"), {"AAAAUS33"}, []),
+        (
+            "pacs.009.001.08",
+            msgs.pacs009(),
+            {"BBBBDEFF"},
+            [("AG08", f"{FI}/GrpHdr/InstgAgt/FinInstnId/BICFI", None)],
+        ),
+        ("pacs.004.001.09", msgs.pacs004(), {"BBBBDEFFXXX"}, []),
+        (
+            "pacs.004.001.10",
+            msgs.pacs004("pacs.004.001.10"),
+            {"AAAAUS33"},
+            [("AG08", f"{RTR}/GrpHdr/InstgAgt/FinInstnId/BICFI", None)],
+        ),
+        ("pacs.028.001.03", msgs.pacs028(), {"AAAAUS33"}, []),
+        ("camt.056.001.08", msgs.camt056(), {"AAAAUS33"}, []),
+        (
+            "camt.056.001.09",
+            msgs.camt056("camt.056.001.09"),
+            {"BBBBDEFF"},
+            [("AG08", f"{CXL}/Assgnmt/Assgnr/Agt/FinInstnId/BICFI", None)],
+        ),
+        ("camt.056.001.08", msgs.camt056(assigner_bic=None), {"AAAAUS33"}, [("AG08", f"{CXL}/Assgnmt/Assgnr", None)]),
+        ("camt.029.001.09", msgs.camt029(), {"BBBBDEFF"}, []),
+        (
+            "camt.029.001.10",
+            msgs.camt029("camt.029.001.10"),
+            {"AAAAUS33"},
+            [("AG08", "/Document/RsltnOfInvstgtn/Assgnmt/Assgnr/Agt/FinInstnId/BICFI", None)],
+        ),
+        # pain.008: the creditor's bank presents the collection; owning the debtor's bank is not enough.
+        ("pain.008.001.08", msgs.pain008(), {"AAAAGB2L"}, []),
+        (
+            "pain.008.001.09",
+            msgs.pain008("pain.008.001.09"),
+            {"BBBBDEFF"},
+            [("AG08", f"{DD}/PmtInf/CdtrAgt/FinInstnId/BICFI", None)],
+        ),
+    ],
+    ids=lambda v: v if isinstance(v, str) and "." in v and len(v) < 20 else None,
+)
+def test_sender_authority_for_new_types(message_id, data, owned, expected):
+    assert project_schema(message_id).validate(etree.fromstring(data))
+    assert authority(data, owned) == expected
