@@ -1,0 +1,151 @@
+"""Signing throughput through the SigningService (all cores) next to the raw token speed, in one run.
+
+    .venv/bin/python -m bench.sign_bench [--seconds 3] [--workers N] [--callers 64]
+
+A throwaway SoftHSM token (RSA-2048 and P-256 keys) is made under a temp dir. For each key it measures:
+  raw        one session in this process signing a SignedInfo-sized buffer with the token alone (RSA:
+             CKM_SHA256_RSA_PKCS; EC: SHA-256 here + CKM_ECDSA), i.e. the single-session token speed
+  raw xN     N processes doing the same at once: what the token really gives on all cores
+  in-proc    one process doing the whole job per message: parse, digests, exclusive C14N, token signature, serialise
+  service    SigningService with N worker processes, `callers` trio tasks each signing one message per call (the
+             dispatcher batches what queues up), and the same with callers handing over 32 messages per call
+The target of the issue is service >= 80% of cores x raw. Figures are noisy on a shared VM: run it twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import msgspec
+import trio
+
+from bench.messages import rich_pacs008
+from hsm.devtoken import init_dev_token
+from hsm.service import SigningService
+from hsm.settings import HsmSettings, KeySettings, dev_settings
+from hsm.signer import Signer
+from hsm.token import Token
+
+SIGNED_INFO = b"<ds:SignedInfo>" + b"x" * 1400 + b"</ds:SignedInfo>"  # about the size of our canonical SignedInfo
+LABELS = {"rsa-2048": "bench-rsa", "ec-p256": "bench-ec"}
+
+
+def _raw_rate(settings: HsmSettings, label: str, seconds: float) -> float:
+    token = Token.open(settings)
+    try:
+        key = token.key(label)
+        key.sign(SIGNED_INFO)
+        n, start = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < seconds:
+            for _ in range(20):
+                key.sign(SIGNED_INFO)
+            n += 20
+        return n / elapsed
+    finally:
+        token.close()
+
+
+def _raw_worker(settings: HsmSettings, label: str, seconds: float, out: multiprocessing.Queue[float]) -> None:
+    out.put(_raw_rate(settings, label, seconds))
+
+
+def _raw_parallel(settings: HsmSettings, label: str, seconds: float, n: int) -> float:
+    ctx = multiprocessing.get_context("spawn")
+    out: multiprocessing.Queue[float] = ctx.Queue()
+    procs = [ctx.Process(target=_raw_worker, args=(settings, label, seconds, out)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    rates = [out.get(timeout=seconds + 60) for _ in procs]
+    for p in procs:
+        p.join()
+    return sum(rates)
+
+
+def _in_process_rate(settings: HsmSettings, envelopes: list[bytes], seconds: float) -> float:
+    signer = Signer.open(settings)
+    try:
+        n, start = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < seconds:
+            signer.sign(envelopes[:32])
+            n += 32
+        return n / elapsed
+    finally:
+        signer.close()
+
+
+async def _service_rates(
+    settings: HsmSettings, envelopes: list[bytes], seconds: float, workers: int, callers: int
+) -> tuple[float, float]:
+    service = SigningService(settings, workers=workers)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(service.run)
+        await service.sign(envelopes[:64])  # every worker has run a batch
+
+        async def drive(per_call: int, tasks: int) -> float:
+            count = 0
+            deadline = trio.current_time() + seconds
+
+            async def caller(i: int) -> None:
+                nonlocal count
+                j = i
+                while trio.current_time() < deadline:
+                    batch = [envelopes[(j + k) % len(envelopes)] for k in range(per_call)]
+                    await service.sign(batch)
+                    count += per_call
+                    j += per_call
+
+            start = time.perf_counter()
+            async with trio.open_nursery() as inner:
+                for i in range(tasks):
+                    inner.start_soon(caller, i)
+            return count / (time.perf_counter() - start)
+
+        single = await drive(1, callers)
+        batched = await drive(32, max(2, workers * 2))
+        nursery.cancel_scope.cancel()
+    return single, batched
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--callers", type=int, default=64)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="sign-bench-") as tmp:
+        base = dev_settings(
+            Path(tmp),
+            token="sign-bench",
+            keys=tuple(KeySettings(label, alg) for alg, label in LABELS.items()),  # type: ignore[arg-type]
+            active="bench-rsa",
+        )
+        init_dev_token(base)
+        envelopes = [rich_pacs008(f"BENCH-{i}", f"E2E-{i}") for i in range(256)]
+        n = args.workers
+        print(
+            f"signing bench: {n} worker processes, {os.cpu_count()} cores, {len(envelopes[0])}-byte pacs.008 + AppHdr"
+        )
+        print(f"{'key':<9} {'raw 1':>8} {'cores x raw':>12} {f'raw x{n}':>9} {'in-proc':>8} "
+              f"{'service':>8} {'svc x32':>8} {'svc/(cores x raw)':>18}")  # fmt: skip
+        for alg, label in LABELS.items():
+            settings = msgspec.structs.replace(base, active=label)
+            raw = _raw_rate(settings, label, args.seconds)
+            raw_n = _raw_parallel(settings, label, args.seconds, n)
+            in_proc = _in_process_rate(settings, envelopes, args.seconds)
+            single, batched = trio.run(_service_rates, settings, envelopes, args.seconds, n, args.callers)
+            best = max(single, batched)
+            print(
+                f"{alg:<9} {raw:>8.0f} {n * raw:>12.0f} {raw_n:>9.0f} {in_proc:>8.0f} {single:>8.0f} {batched:>8.0f} "
+                f"{best / (n * raw):>17.0%}"
+            )
+        print("target: service >= 80% of cores x raw (figures in signatures/s)")
+
+
+if __name__ == "__main__":
+    main()
