@@ -35,6 +35,7 @@ $(DATA)/.ready:
 	@touch $@
 
 run: setup
+	$(BIN)/switchctl --config $(CONFIG) hsm init-dev  # idempotent: the SoftHSM dev token under the data dir
 	$(BIN)/switchd run --config $(CONFIG)
 
 test: setup
