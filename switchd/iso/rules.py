@@ -206,18 +206,52 @@ def _qualifier(el: etree._Element) -> str:
     return tag[: tag.index("}") + 1] if tag.startswith("{") else ""
 
 
-def element_path(el: etree._Element) -> str:
+class SiblingSteps:
+    """Path steps (`CdtTrfTxInf[2]`) of the children of the parents met so far, one pass per parent.
+
+    element_path on one finding counts its siblings; on a bulk file with findings in many of its 10,000
+    transactions that is quadratic (measured: 8 s for 465 findings in a 5 MB pacs.008). Sharing one SiblingSteps
+    over a document's findings makes it linear. Holds the elements: keep it no longer than the tree is walked.
+    """
+
+    def __init__(self) -> None:
+        self._steps: dict[etree._Element, dict[etree._Element, str]] = {}
+
+    def step(self, parent: etree._Element, node: etree._Element) -> str:
+        steps = self._steps.get(parent)
+        if steps is None:
+            children = [c for c in parent if isinstance(c.tag, str)]
+            counts: dict[str, int] = {}
+            for c in children:
+                counts[c.tag] = counts.get(c.tag, 0) + 1
+            seen: dict[str, int] = {}
+            steps = {}
+            for c in children:
+                name = _local(c)
+                if counts[c.tag] > 1:
+                    seen[c.tag] = seen.get(c.tag, 0) + 1
+                    name = f"{name}[{seen[c.tag]}]"
+                steps[c] = name
+            self._steps[parent] = steps
+        return steps[node]
+
+
+def element_path(el: etree._Element, siblings: SiblingSteps | None = None) -> str:
     """`/Document/.../CdtTrfTxInf[2]/CdtrAgt/FinInstnId/BICFI`: the index only where a name repeats among its
-    siblings, the form validate.named_path uses. Only called for findings (it is not cheap)."""
+    siblings, the form validate.named_path uses. Only called for findings (it is not cheap); pass one
+    `siblings` for all the findings of a document."""
     steps = []
     node: etree._Element | None = el
     while node is not None:
         parent = node.getparent()
         name = _local(node)
         if parent is not None:
-            same = [c for c in parent if c.tag == node.tag]
-            if len(same) > 1:
-                name = f"{name}[{same.index(node) + 1}]"
+            if siblings is not None:
+                name = siblings.step(parent, node)
+            else:
+                same = [c for c in parent if c.tag == node.tag]
+                if len(same) > 1:
+                    name = f"{name}[{same.index(node) + 1}]"
             if parent.getparent() is None and _local(node) in ("AppHdr", "Document"):
                 steps.append(name)  # stop at AppHdr/Document: paths never name our envelope root
                 break
@@ -340,7 +374,7 @@ def _app_hdr(defn: MessageDef, refs: MessageRefs, app_hdr: etree._Element, findi
     for bic_el in app_hdr.iter(q + "BICFI"):
         problem = _known_bic_problem((bic_el.text or "").strip())
         if problem is not None:
-            findings.append(Finding("RC01", problem, path=element_path(bic_el)))
+            findings.append(Finding("RC01", problem, path=element_path(bic_el), line=bic_el.sourceline))
 
 
 def _sum_amounts(txs: Iterable[TxRefs]) -> Decimal | None:
@@ -492,6 +526,7 @@ def _identifiers(document: etree._Element, refs: MessageRefs, findings: list[Fin
     if len(refs.transactions) > 2 and _all_valid(document, bicfi, iban_tag):
         return
     by_path: dict[str, TxRefs] | None = None  # built on the first finding
+    siblings = SiblingSteps()
     # One C-level walk for both tags; Python only sees the matches. Which account an IBAN belongs to (two
     # parent hops and a tag: ~0.5 us) and where it is only matter for a finding.
     for el in document.iter(bicfi, iban_tag):
@@ -508,10 +543,11 @@ def _identifiers(document: etree._Element, refs: MessageRefs, findings: list[Fin
                 if account is not None:
                     code = {q + name: c for name, c in _IBAN_CODES.items()}.get(account.tag, "AC01")
         if why is not None:
-            path = element_path(el)
+            path = element_path(el, siblings)
             if by_path is None:
                 by_path = tx_by_path(refs.transactions)
-            findings.append(Finding(code, why, path=path, tx_ref=_tx_ref(tx_for(path, by_path))))
+            tx_ref = _tx_ref(tx_for(path, by_path))
+            findings.append(Finding(code, why, path=path, line=el.sourceline, tx_ref=tx_ref))
 
 
 def _all_valid(document: etree._Element, bicfi: str, iban_tag: str) -> bool:
@@ -609,6 +645,7 @@ def check_sender_authority(
                                 "AG08",
                                 f"AppHdr/Fr {bic} is not a BIC of the sending participant",
                                 path=element_path(el),
+                                line=el.sourceline,
                             )
                         )
                 break

@@ -13,6 +13,7 @@ from switchd.errors import Finding
 from switchd.iso.refs import extract_refs
 from switchd.iso.rules import (
     IBAN_SPECS,
+    SiblingSteps,
     amount_problem,
     bic_problem,
     check_rules,
@@ -757,3 +758,23 @@ def test_status_reports_get_identifier_checks_only():
 def test_sender_authority_for_new_types(message_id, data, owned, expected):
     assert project_schema(message_id).validate(etree.fromstring(data))
     assert authority(data, owned) == expected
+
+
+def test_shared_sibling_steps_give_the_same_paths():
+    # element_path with a SiblingSteps (linear over a bulk file's findings) names every element as without one.
+    _, doc = split(pacs008(txs=make_txs(4)))
+    doc.insert(0, etree.Comment("a comment is not a sibling"))
+    siblings = SiblingSteps()
+    elements = list(doc.iter(etree.Element))
+    assert len(elements) > 100
+    assert [element_path(e, siblings) for e in elements] == [element_path(e) for e in elements]
+
+
+def test_identifier_findings_carry_their_source_line():
+    data = etree.tostring(
+        etree.fromstring(pacs008(txs=[Tx(creditor_iban="GB00NWBK60161331926819")])), pretty_print=True
+    )
+    lines = data.decode().splitlines()
+    (finding,) = rules(data)
+    assert finding.code == "AC03" and finding.line is not None
+    assert "<IBAN>GB00NWBK60161331926819</IBAN>" in lines[finding.line - 1]
