@@ -84,6 +84,39 @@ def split_document(
     document, part MsgIds that are empty, longer than 35 characters or repeated, or a total that must be
     recomputed over an amount that is missing or not a number.
     """
+    shape, q, body, txs = _read(document, defn, refs)
+    parts = _check_partition(groups, len(txs))
+    if len(parts) == 1:
+        return [_serialize(document)]
+    ids = _part_ids(msg_ids, len(parts))
+    return [_part(document, body, txs, part, shape, q, msg_id) for part, msg_id in zip(parts, ids, strict=True)]
+
+
+def split_part(
+    document: etree._Element,
+    defn: MessageDef,
+    refs: MessageRefs,
+    indexes: Collection[int],
+    msg_id: str,
+) -> bytes:
+    """One part of a split, without building the others: what split_document would return for the group
+    `indexes` with MsgId `msg_id` (and the original Document, MsgId unchanged, when `indexes` are all the
+    transactions). For a delivery worker that prepares one destination's part at a time.
+
+    Raises ValueError for an empty group, an index out of range or repeated, and as split_document does.
+    """
+    shape, q, body, txs = _read(document, defn, refs)
+    (part,) = _check_partition([indexes], len(txs), complete=False)
+    if len(part) == len(txs):
+        return _serialize(document)
+    (msg_id,) = _part_ids([msg_id], 1)
+    return _part(document, body, txs, part, shape, q, msg_id)
+
+
+def _read(
+    document: etree._Element, defn: MessageDef, refs: MessageRefs
+) -> tuple[_Shape, str, etree._Element, list[_Tx]]:
+    """(shape, "{namespace}", message root, transactions) after checking that `refs` describe `document`."""
     shape = SHAPES.get(defn.family)
     if shape is None:
         raise ValueError(f"{defn.id} messages cannot be split (splittable: {', '.join(sorted(SHAPES))})")
@@ -99,11 +132,7 @@ def split_document(
             f"refs describe a {refs.message_id} with {len(refs.transactions)} transactions, "
             f"the Document is a {defn.id} with {len(txs)}"
         )
-    parts = _check_partition(groups, len(txs))
-    if len(parts) == 1:
-        return [_serialize(document)]
-    ids = _part_ids(msg_ids, len(parts))
-    return [_part(document, body, txs, part, shape, q, msg_id) for part, msg_id in zip(parts, ids, strict=True)]
+    return shape, q, body, txs
 
 
 # -- reading the original ------------------------------------------------------------------------------------------
@@ -153,8 +182,9 @@ def _amount(tx: etree._Element, path: list[str]) -> Decimal | None:
 # -- checking the caller's input -----------------------------------------------------------------------------------
 
 
-def _check_partition(groups: Sequence[Collection[int]], n: int) -> list[list[int]]:
-    """The groups as sorted index lists, after checking that they partition range(n)."""
+def _check_partition(groups: Sequence[Collection[int]], n: int, *, complete: bool = True) -> list[list[int]]:
+    """The groups as sorted index lists, after checking that they partition range(n) (with `complete` False:
+    a part of it)."""
     if not groups:
         raise ValueError("no groups: a partition of the transactions needs at least one")
     seen = [False] * n
@@ -172,7 +202,7 @@ def _check_partition(groups: Sequence[Collection[int]], n: int) -> list[list[int
             seen[index] = True
             part.append(index)
         parts.append(sorted(part))
-    missing = [i for i, s in enumerate(seen) if not s]
+    missing = [i for i, s in enumerate(seen) if not s] if complete else []
     if missing:
         shown = ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else "")
         raise ValueError(f"{len(missing)} transactions are in no group: {shown}")

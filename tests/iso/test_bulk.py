@@ -12,7 +12,7 @@ import pytest
 from lxml import etree
 
 from switchd.examine import Examiner
-from switchd.iso.bulk import format_total, split_document, splittable
+from switchd.iso.bulk import format_total, split_document, split_part, splittable
 from switchd.iso.catalogue import MessageDef
 from switchd.iso.refs import MessageRefs, extract_refs
 from switchd.iso.xml import ParsedMessage, parse_message
@@ -238,6 +238,40 @@ def test_pain001_one_group_is_the_original() -> None:
     p, defn, refs = parsed(raw)
     (part,) = split_document(p.document, defn, refs, [range(6)], [])
     assert part == etree.tostring(p.document, xml_declaration=True, encoding="UTF-8")
+
+
+# -- one part at a time -----------------------------------------------------------------------------------------------
+
+
+def test_split_part_is_the_same_part_split_document_builds() -> None:
+    for raw in (pacs008(txs=make_txs(5)), pain_three_blocks()):
+        p, defn, refs = parsed(raw)
+        groups = [[0, 3], [1, 2, 4], [5]] if defn is PAIN001 else [[0, 3], [1, 2, 4]]
+        whole = split_document(p.document, defn, refs, groups, ["G-0", "G-1", "G-2"][: len(groups)])
+        for g, group in enumerate(groups):
+            assert split_part(p.document, defn, refs, group, f"G-{g}") == whole[g]
+
+
+def test_split_part_of_everything_is_the_original() -> None:
+    p, defn, refs = parsed(pacs008(txs=make_txs(3)))
+    assert split_part(p.document, defn, refs, {2, 1, 0}, "NEW") == etree.tostring(
+        p.document, xml_declaration=True, encoding="UTF-8", with_tail=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("indexes", "msg_id", "match"),
+    [
+        ([], "A", "group 0 is empty"),
+        ([0, 0], "A", "transaction 0 is in more than one group"),
+        ([3], "A", "3 is not a transaction index"),
+        ([0], "", "part 0: MsgId"),
+    ],
+)
+def test_split_part_refusals(indexes: list[int], msg_id: str, match: str) -> None:
+    p, defn, refs = parsed(pacs008(txs=make_txs(3)))
+    with pytest.raises(ValueError, match=match):
+        split_part(p.document, defn, refs, indexes, msg_id)
 
 
 # -- decimals -----------------------------------------------------------------------------------------------------
