@@ -210,6 +210,8 @@ def _check_partition(groups: Sequence[Collection[int]], n: int, *, complete: boo
 
 
 def _part_ids(msg_ids: MsgIds, n: int) -> list[str]:
+    if isinstance(msg_ids, str):
+        raise ValueError(f"msg_ids is one string ({msg_ids!r}), not one id per part")
     if callable(msg_ids):
         ids = [msg_ids(i) for i in range(n)]
     else:

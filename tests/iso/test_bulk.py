@@ -344,6 +344,7 @@ def test_reports_are_not_splittable() -> None:
         ([[0, 1], [2]], ["A", "B" * 36], "part 1: MsgId"),
         ([[0, 1], [2]], ["A", ""], "part 1: MsgId"),
         ([[0, 1], [2]], [" A", "B"], "part 0: MsgId"),
+        ([[0, 1], [2]], "AB", "one string"),
     ],
 )
 def test_bad_partitions_and_ids_are_refused(groups: list[list[int]], ids: list[str], match: str) -> None:
