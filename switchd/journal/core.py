@@ -116,7 +116,7 @@ class Journal:
             result = writes.store_inbound(tx, record, events)
             if isinstance(result, Stored) and record.outbox:
                 # Same transaction as the acceptance: an accepted message always has its way out.
-                tx.add_events(record.id, outbox.insert_entries(tx, record.id, record.outbox, record.received_at))
+                tx.add_events(record.id, outbox.insert_entries(tx, record.id, record.outbox, events[-1][0]))
             return result
 
         return await writer.submit(apply)
