@@ -434,14 +434,20 @@ class SimBank:
                     batch.append(self._receive.receive_nowait())
                 except trio.WouldBlock:
                     break
-            # One write and one fsync for everything queued meanwhile (group commit).
+            # One write and one fsync for everything queued meanwhile (group commit). The thread is not abandoned
+            # on cancellation, so a batch is either written whole or (cancelled before it started) not at all.
             try:
                 await trio.to_thread.run_sync(_append_durably, fd, b"".join(p.line for p in batch))
             except OSError as exc:
                 for p in batch:
                     p.error = exc.strerror or type(exc).__name__
-            for p in batch:
-                p.done.set()
+            except BaseException:
+                for p in batch:
+                    p.error = "the simulated bank closed before recording the message"
+                raise
+            finally:
+                for p in batch:
+                    p.done.set()
 
     # -- answers --------------------------------------------------------------------------------------------------
 
