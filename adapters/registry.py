@@ -50,7 +50,7 @@ def build_connectors(cfg: Config, sink_for: SinkFactory, catalogue: Catalogue, s
                 conn = _http(cfg, c)
             else:  # config.py admits only the kinds above
                 raise ConfigError(str(cfg.source), f"{c.key}.kind", f"unknown kind {c.kind!r}")
-        except (ValueError, TypeError) as e:
+        except (ValueError, TypeError, OSError) as e:  # OSError: a TLS file or folder the connector cannot read
             raise ConfigError(str(cfg.source), f"{c.key}.options", str(e)) from None
         built.connectors[c.name] = conn
     return built

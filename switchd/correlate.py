@@ -9,7 +9,7 @@ transactions. A report that matches nothing is journaled and flagged `unmatched`
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,12 +19,11 @@ from lxml import etree
 
 from switchd.config import Config
 from switchd.errors import Finding
-from switchd.iso.catalogue import Catalogue
 from switchd.iso.refs import MessageRefs
 from switchd.iso.xml import local_name, parse_message
-from switchd.journal import Journal, OutboxRow
+from switchd.journal import Journal, OutboxRow, ReportRecord
 from switchd.metrics import Metrics
-from switchd.outgoing import OriginatorReports, load_original, part_txs
+from switchd.outgoing import Original, OriginatorReports, part_txs
 from switchd.timefmt import rfc3339
 
 log = logging.getLogger("switchd.correlate")
@@ -84,14 +83,12 @@ class Correlator:
         self,
         config: Config,
         journal: Journal,
-        catalogue: Catalogue,
         reports: OriginatorReports,
         metrics: Metrics,
-        clock: Any,
+        clock: Callable[[], datetime],
     ) -> None:
         self.config = config
         self.journal = journal
-        self.catalogue = catalogue
         self.reports = reports
         self.metrics = metrics
         self.clock = clock
@@ -126,7 +123,7 @@ class Correlator:
         parsed = parse_message(raw, max_bytes=self.config.http.max_body_bytes)
         statuses = tx_statuses(parsed.document)
         status = overall_status(refs.group_status, statuses)
-        original = await load_original(self.journal, self.catalogue, row.message_id, self.config.http.max_body_bytes)
+        original = await self.reports.originals.get(row.message_id)
         forward = self._forward(original, row, status, statuses, now)
         forwarded = await self.journal.record_answer(
             row.id,
@@ -141,7 +138,9 @@ class Correlator:
         self.metrics.status_reports.labels(outcome).inc()
         return outcome
 
-    def _forward(self, original: Any, row: OutboxRow, status: str, statuses: Sequence[TxStatus], now: datetime) -> Any:
+    def _forward(
+        self, original: Original, row: OutboxRow, status: str, statuses: Sequence[TxStatus], now: datetime
+    ) -> ReportRecord | None:
         """The originator's report: the bank's status on the transactions of this part, in the originator's terms."""
         txs = part_txs(original.refs, row.tx_indexes)
         by_e2e = {t.end_to_end_id: t for t in statuses if t.end_to_end_id}

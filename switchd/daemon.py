@@ -11,7 +11,6 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from switchd.errors import ConfigError
 from switchd.examine import Examiner
 from switchd.journal import Journal, open_journal
 from switchd.metrics import Metrics
-from switchd.outgoing import EnvelopePreparer, OriginatorReports
+from switchd.outgoing import EnvelopePreparer, Originals, OriginatorReports
 from switchd.pipeline import Clock, Inbound, Pipeline
 from switchd.schemas import load_schemas
 from switchd.systemd import sd_notify
@@ -85,14 +84,9 @@ class Daemon:
                     "marked as possible duplicates",
                     len(recovered),
                 )
-            reports = OriginatorReports(journal, catalogue, cfg.switch_bic, cfg.http.max_body_bytes)
-            correlator = Correlator(cfg, journal, catalogue, reports, metrics, self.clock)
-            wake: list[Callable[[Sequence[str]], None]] = []
-
-            def on_routed(names: Sequence[str]) -> None:
-                for w in wake:
-                    w(names)
-
+            originals = Originals(journal, catalogue, cfg.http.max_body_bytes)
+            reports = OriginatorReports(originals, cfg.switch_bic)
+            correlator = Correlator(cfg, journal, reports, metrics, self.clock)
             pipeline = Pipeline(
                 examiner=examiner,
                 verdicts=verdicts,
@@ -100,11 +94,10 @@ class Daemon:
                 metrics=metrics,
                 clock=self.clock,
                 routes=lambda: self.config.routes,
-                on_routed=on_routed,
                 on_report=correlator.on_report,
             )
             built = build_connectors(cfg, lambda c: self._sink(pipeline, c), catalogue, schemas)
-            preparer = EnvelopePreparer(cfg, journal, catalogue, clock=self.clock)
+            preparer = EnvelopePreparer(cfg, journal, originals, clock=self.clock)
             self.deliveries = Deliveries(
                 {
                     c.name: ConnectorWorker(
@@ -114,7 +107,8 @@ class Daemon:
                 },
                 DeadlineWatch(journal, reports, self.clock),
             )
-            wake.append(self.deliveries.wake)
+            # Set here, not at construction: the connectors (the bank's answers) need the pipeline first.
+            pipeline.on_routed = self.deliveries.routed
             api = Api(
                 config=lambda: self.config,
                 pipeline=pipeline,

@@ -20,7 +20,7 @@ import trio
 
 from switchd.config import ConnectorConfig
 from switchd.connectors import Connector, Delivery, DeliveryFailed
-from switchd.journal import Journal, OutboxConflict, OutboxRow, ReportRecord
+from switchd.journal import Journal, OutboxConflict, OutboxEntry, OutboxRow, ReportRecord
 from switchd.metrics import Metrics
 from switchd.timefmt import rfc3339
 
@@ -281,18 +281,22 @@ class DeadlineWatch:
     def wake(self) -> None:
         self._wakeup.set()
 
+    def _read(self, now: str) -> tuple[list[OutboxRow], str | None]:
+        """One thread hop for both: the parts overdue now, and the next deadline to sleep until."""
+        return self.journal.overdue(now), self.journal.next_deadline()
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         while True:
             self._wakeup = trio.Event()
             now = self.clock()
-            for row in await trio.to_thread.run_sync(self.journal.overdue, rfc3339(now)):
+            overdue, nxt = await trio.to_thread.run_sync(self._read, rfc3339(now))
+            for row in overdue:
                 why = f"no answer from {row.connector} by the deadline {row.deadline_at}"
                 report, originator = await self.reporter.rejection(row.message_id, row.tx_indexes, TIMEOUT, why, now)
                 if await self.journal.time_out(row.id, rfc3339(self.clock()), report, originator):
                     self.timed_out += 1
                     log.warning("%s timed out: %s", row.id, why)
-            nxt = await trio.to_thread.run_sync(self.journal.next_deadline)
             wait = POLL_S
             if nxt is not None:
                 wait = min(POLL_S, max(0.01, (datetime.fromisoformat(nxt) - self.clock()).total_seconds()))
@@ -301,18 +305,21 @@ class DeadlineWatch:
 
 
 class Deliveries:
-    """All connector workers and the deadline watch; `wake(connector)` after new rows are committed."""
+    """All connector workers and the deadline watch; `routed(entries)` after new rows are committed."""
 
     def __init__(self, workers: dict[str, ConnectorWorker], deadlines: DeadlineWatch) -> None:
         self.workers = workers
         self.deadlines = deadlines
 
-    def wake(self, connectors: Sequence[str] = ()) -> None:
-        for name in connectors or self.workers:
+    def routed(self, entries: Sequence[OutboxEntry]) -> None:
+        """New outbox rows were committed: wake their connectors' workers, and the deadline watch only when one of
+        them has a deadline (its own poll covers the rest; waking it for every message cost two reads each)."""
+        for name in {e.connector for e in entries}:
             worker = self.workers.get(name)
             if worker is not None:
                 worker.wake()
-        self.deadlines.wake()
+        if any(e.deadline_at is not None for e in entries):
+            self.deadlines.wake()
 
     def snapshot(self) -> list[dict[str, object]]:
         return [w.snapshot() for w in self.workers.values()]

@@ -8,6 +8,7 @@ when one is configured; `OriginatorReports` builds the pacs.002/pain.002 an orig
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,8 +18,8 @@ import trio
 from switchd.config import Config
 from switchd.delivery import Prepared
 from switchd.errors import Finding
-from switchd.ids import new_message_id
-from switchd.iso.bulk import split_document
+from switchd.ids import new_message_id, report_msg_id
+from switchd.iso.bulk import split_part
 from switchd.iso.catalogue import Catalogue, MessageDef
 from switchd.iso.outbound import outbound_envelope, set_possible_duplicate
 from switchd.iso.refs import MessageRefs, TxRefs, extract_refs
@@ -41,19 +42,40 @@ class Original:
     participant: str
 
 
-async def load_original(journal: Journal, catalogue: Catalogue, message_id: str, max_bytes: int) -> Original:
-    def read() -> tuple[bytes, str]:
-        row = journal.get(message_id)
-        if row is None:
-            raise LookupError(f"no message {message_id}")
-        return journal.raw(message_id), row.participant
+class Originals:
+    """Journaled originals, parsed, the most recent few kept: a message's first attempt, the bank's answer and the
+    originator's report follow each other within moments, and each needs the same tree and refs. Trees are only
+    read (split_part and the envelope builder copy), and a journaled message never changes, so sharing is safe."""
 
-    raw, participant = await trio.to_thread.run_sync(read)
-    parsed = parse_message(raw, max_bytes=max_bytes)
-    defn = catalogue.by_namespace(parsed.namespace)
-    if defn is None:
-        raise LookupError(f"{message_id}: {parsed.namespace} is no longer in the catalogue")
-    return Original(parsed, defn, extract_refs(defn, parsed.document), participant)
+    def __init__(self, journal: Journal, catalogue: Catalogue, max_bytes: int, keep: int = 256) -> None:
+        self.journal = journal
+        self.catalogue = catalogue
+        self.max_bytes = max_bytes
+        self.keep = keep
+        self._recent: OrderedDict[str, Original] = OrderedDict()
+
+    async def get(self, message_id: str) -> Original:
+        original = self._recent.get(message_id)
+        if original is None:
+            original = await self._load(message_id)
+            self._recent[message_id] = original
+            if len(self._recent) > self.keep:
+                self._recent.popitem(last=False)
+        return original
+
+    async def _load(self, message_id: str) -> Original:
+        def read() -> tuple[bytes, str]:
+            row = self.journal.get(message_id)
+            if row is None:
+                raise LookupError(f"no message {message_id}")
+            return self.journal.raw(message_id), row.participant
+
+        raw, participant = await trio.to_thread.run_sync(read)
+        parsed = parse_message(raw, max_bytes=self.max_bytes)
+        defn = self.catalogue.by_namespace(parsed.namespace)
+        if defn is None:
+            raise LookupError(f"{message_id}: {parsed.namespace} is no longer in the catalogue")
+        return Original(parsed, defn, extract_refs(defn, parsed.document), participant)
 
 
 def part_txs(refs: MessageRefs, tx_indexes: Sequence[int]) -> list[TxRefs]:
@@ -70,13 +92,13 @@ class EnvelopePreparer:
         self,
         config: Config,
         journal: Journal,
-        catalogue: Catalogue,
+        originals: Originals,
         signer: Signer | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.config = config
         self.journal = journal
-        self.catalogue = catalogue
+        self.originals = originals
         self.signer = signer
         self.clock = clock
 
@@ -96,15 +118,10 @@ class EnvelopePreparer:
 
     async def build(self, row: OutboxRow, now: datetime) -> tuple[bytes, str]:
         """The unsigned envelope of the part, and its message type."""
-        original = await load_original(self.journal, self.catalogue, row.message_id, self.config.http.max_body_bytes)
+        original = await self.originals.get(row.message_id)
         document: object = original.parsed.document
-        all_ix = [tx.index for tx in original.refs.transactions]
-        if row.tx_indexes and sorted(row.tx_indexes) != all_ix:
-            rest = [i for i in all_ix if i not in set(row.tx_indexes)]
-            # split_document wants a partition: the rest is built and thrown away (splits are rare, parts small).
-            document = split_document(
-                original.parsed.document, original.defn, original.refs, [row.tx_indexes, rest], [row.msg_id, "REST"]
-            )[0]
+        if row.tx_indexes and len(row.tx_indexes) != len(original.refs.transactions):
+            document = split_part(original.parsed.document, original.defn, original.refs, row.tx_indexes, row.msg_id)
         envelope = outbound_envelope(
             document,  # an element, or the part's bytes
             fr_bic=self.config.switch_bic,
@@ -141,16 +158,15 @@ def report_findings(txs: Sequence[TxRefs], code: str, detail: str) -> tuple[Find
 class OriginatorReports:
     """The status reports switchd writes to an originator about its message, in the family it answers in."""
 
-    def __init__(self, journal: Journal, catalogue: Catalogue, switch_bic: str, max_bytes: int) -> None:
-        self.journal = journal
-        self.catalogue = catalogue
+    def __init__(self, originals: Originals, switch_bic: str) -> None:
+        self.originals = originals
+        self.catalogue = originals.catalogue
         self.switch_bic = switch_bic
-        self.max_bytes = max_bytes
 
     async def rejection(
         self, message_id: str, tx_indexes: Sequence[int], code: str, detail: str, now: datetime
     ) -> tuple[ReportRecord | None, str]:
-        original = await load_original(self.journal, self.catalogue, message_id, self.max_bytes)
+        original = await self.originals.get(message_id)
         txs = part_txs(original.refs, tx_indexes)
         whole = len(txs) == len(original.refs.transactions)
         findings = report_findings(txs, code, detail) or (Finding(code, detail, path=original.refs.path),)
@@ -162,7 +178,7 @@ class OriginatorReports:
         report_def = self.catalogue.report_for(original.defn)
         if report_def is None:
             return None
-        rid = ("SWD" + new_message_id(now))[:35]
+        rid = report_msg_id(new_message_id(now))
         xml = build_status_report(
             report_def=report_def,
             original_def=original.defn,

@@ -84,7 +84,7 @@ class Pipeline:
         metrics: Metrics,
         clock: Clock = utc_now,
         routes: Callable[[], RouteTable] = lambda: EMPTY_ROUTES,
-        on_routed: Callable[[Sequence[str]], None] | None = None,
+        on_routed: Callable[[Sequence[OutboxEntry]], None] | None = None,
         on_report: ReportHook | None = None,
     ) -> None:
         self.examiner = examiner  # for what the main process decides itself (DU01 reports)
@@ -94,7 +94,7 @@ class Pipeline:
         self.clock = clock
         # Read at each message, so a reload (SIGHUP) takes effect for the next one and never mid-message.
         self.routes = routes
-        self.on_routed = on_routed  # wakes the delivery workers of these connectors
+        self.on_routed = on_routed  # wakes the delivery side for these new outbox rows
         self.on_report = on_report  # correlates a bank's accepted status report
 
     async def accept(self, inbound: Inbound) -> Outcome:
@@ -126,7 +126,7 @@ class Pipeline:
         result = await self.journal.commit_inbound(record)
         if isinstance(result, Stored):
             if record.outbox and self.on_routed is not None:
-                self.on_routed(sorted({e.connector for e in record.outbox}))
+                self.on_routed(record.outbox)
             if record.state == "accepted" and role == "report" and self.on_report is not None:
                 await self._correlate(mid, inbound, verdict)
             return _outcome_of(record, verdict)

@@ -49,7 +49,7 @@ class Route:
         if self.agent is not None and not (_glob(instructed, self.agent) or _glob(creditor, self.agent)):
             return False
         if self.clearing_member is not None:
-            members = (getattr(tx, "instd_agt_mmb_id", None), getattr(tx, "cdtr_agt_mmb_id", None))
+            members = (tx.instd_agt_mmb_id or refs.instd_agt_mmb_id, tx.cdtr_agt_mmb_id)
             if not any(_glob(m, self.clearing_member) for m in members):
                 return False
         if self.currencies is not None and tx.currency not in self.currencies:
