@@ -236,6 +236,10 @@ class SigningService:
         self.batches += 1
         self.items += len(batch)
         if isinstance(result, outcome.Value):
+            if any(p.item[0] == "sign" for p in batch):
+                # A batch signed: the token is usable again after a runtime failure (readiness follows it).
+                self.ready, self.last_error = True, None
+                self._ready_event.set()
             for pending, r in zip(batch, result.value, strict=True):
                 pending.result = outcome.Value(r)
                 pending.done.set()

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from hsm.settings import HsmSettings, HsmSettingsError
 from switchd.errors import ConfigError
@@ -55,6 +57,9 @@ class _Participant(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     bics: list[str]
     token_sha256: str | None = None
     cert_sha256: str | None = None  # SHA-256 fingerprint (hex) of the participant's TLS client certificate
+    # PEM certificates the participant signs its messages with (AppHdr/Sgntr). When set, every message it sends
+    # must carry a valid signature by one of them; several allow its key rotation.
+    signing_certs: list[str] = []
 
 
 class _Switch(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -109,6 +114,7 @@ class Participant:
     bics: frozenset[str]
     token_sha256: str | None
     cert_sha256: str | None
+    signing_certs: tuple[bytes, ...] = ()  # DER; non-empty: its messages must be signed by one of them
 
 
 @dataclass(frozen=True)
@@ -277,7 +283,10 @@ def _build(source: Path, raw: _File) -> Config:
             raise ConfigError(
                 name, key, "a participant needs token_sha256 or cert_sha256 to authenticate (or a connector's answers)"
             )
-        participants.append(Participant(p.name, frozenset(p.bics), p.token_sha256, p.cert_sha256))
+        certs = tuple(
+            _signing_cert(name, f"{key}.signing_certs[{j}]", resolve(c)) for j, c in enumerate(p.signing_certs)
+        )
+        participants.append(Participant(p.name, frozenset(p.bics), p.token_sha256, p.cert_sha256, certs))
     if not BIC_RE.match(raw.switch.bic):
         raise ConfigError(name, "switch.bic", f"{raw.switch.bic!r} is not a BIC (ISO 9362)")
     connectors = _connectors(name, raw, seen, resolve)
@@ -386,6 +395,19 @@ def _routes(name: str, raw: _File, connectors: set[str]) -> RouteTable:
             )
         )
     return RouteTable(tuple(routes))
+
+
+def _signing_cert(name: str, key: str, path: Path) -> bytes:
+    """A participant's signing certificate (PEM file), as DER: what the examiner checks signatures against."""
+    try:
+        pem = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(name, key, f"cannot read {path}: {exc.strerror}") from None
+    try:
+        cert = x509.load_pem_x509_certificate(pem)
+    except ValueError as exc:
+        raise ConfigError(name, key, f"{path} is not a PEM certificate: {exc}") from None
+    return cert.public_bytes(serialization.Encoding.DER)
 
 
 def _hsm(name: str, raw: HsmSettings | None, base: Path, data_dir: Path) -> HsmSettings | None:

@@ -12,6 +12,7 @@ import os
 import signal
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ import trio
 from adapters.http.api import Api, ApiState
 from adapters.http.server import serve_http
 from adapters.registry import build_connectors, close_all
+from hsm.service import SigningService
+from hsm.settings import HsmSettings
 from switchd.config import Config, ConnectorConfig, load_config
 from switchd.connectors import InboundSink
 from switchd.correlate import Correlator
@@ -28,7 +31,7 @@ from switchd.errors import ConfigError
 from switchd.examine import Examiner
 from switchd.journal import Journal, open_journal
 from switchd.metrics import Metrics
-from switchd.outgoing import EnvelopePreparer, Originals, OriginatorReports
+from switchd.outgoing import EnvelopePreparer, Originals, OriginatorReports, Signer
 from switchd.pipeline import Clock, Inbound, Pipeline
 from switchd.schemas import load_schemas
 from switchd.systemd import sd_notify
@@ -56,6 +59,7 @@ class Daemon:
         self.stopped = trio.Event()  # set once the journal is closed
         self.state = ApiState()  # readiness and draining, as every request sees them
         self.deliveries: Deliveries | None = None
+        self.signing: SigningService | None = None
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -84,6 +88,7 @@ class Daemon:
                     "marked as possible duplicates",
                     len(recovered),
                 )
+            signing = await self._start_signing(workers_nursery)
             originals = Originals(journal, catalogue, cfg.http.max_body_bytes)
             reports = OriginatorReports(originals, cfg.switch_bic)
             correlator = Correlator(cfg, journal, reports, metrics, self.clock)
@@ -97,7 +102,7 @@ class Daemon:
                 on_report=correlator.on_report,
             )
             built = build_connectors(cfg, lambda c: self._sink(pipeline, c), catalogue, schemas)
-            preparer = EnvelopePreparer(cfg, journal, originals, clock=self.clock)
+            preparer = EnvelopePreparer(cfg, journal, originals, signer=_signer(signing), clock=self.clock)
             self.deliveries = Deliveries(
                 {
                     c.name: ConnectorWorker(
@@ -161,6 +166,33 @@ class Daemon:
         self.stopped.set()
         log.info("stopped; journal closed")
 
+    async def _start_signing(self, nursery: trio.Nursery) -> SigningService | None:
+        """Start the signer processes when `[hsm]` is configured. A token that cannot be used now (unreachable,
+        wrong PIN) does not stop the daemon: it says so, /readyz fails, and outbound messages wait in the journal
+        (never sent unsigned) until a retry logs in."""
+        if self.config.hsm is None:
+            log.warning("no [hsm] configured: outbound messages are sent unsigned")
+            return None
+        service = SigningService(self.config.hsm)
+        await nursery.start(partial(service.run, require_ready=False))
+        if service.ready:
+            log.info(
+                "signing with key %r on token %r (%d signer processes)",
+                self.config.hsm.active,
+                self.config.hsm.token,
+                service.workers,
+            )
+        else:
+            log.error(
+                "HSM unusable, outbound messages wait until it is: %s (token %r, module %s)",
+                service.last_error,
+                self.config.hsm.token,
+                self.config.hsm.module,
+            )
+        self.state.problems["hsm"] = lambda: None if service.ready else f"HSM unavailable: {service.last_error}"
+        self.signing = service
+        return service
+
     def _sink(self, pipeline: Pipeline, c: ConnectorConfig) -> InboundSink:
         """How a connector's bank answers enter switchd: the pipeline, as the connector's participant."""
         participant = self.config.participant(c.participant) if c.participant else None
@@ -201,6 +233,17 @@ class Daemon:
                 or new.connectors != self.config.connectors
             ):
                 log.warning("reload: listener, journal and connector changes need a restart; applying the rest")
+            if new.hsm != self.config.hsm:
+                if (
+                    self.signing is None
+                    or new.hsm is None
+                    or _hsm_connection(new.hsm) != _hsm_connection(self.config.hsm)
+                ):
+                    log.warning("reload: turning signing on or off, or another token or module, needs a restart")
+                else:
+                    # Key rotation: the next batches sign with the new active key; the journal records each label.
+                    self.signing.reload(new.hsm)
+                    log.info("reload: signing key is now %r", new.hsm.active)
             self.config = new
             log.info(
                 "reloaded %s: %d participants, %d routes", new.source, len(new.participants), len(new.routes.routes)
@@ -228,6 +271,24 @@ def write_runtime_file(
     }
     tmp.write_text(json.dumps(doc))
     tmp.replace(path)  # atomic: switchctl never reads half a file
+
+
+def _signer(service: SigningService | None) -> Signer | None:
+    """The preparer's signer: the service's active key; HsmUnavailable leaves the row waiting (delivery.py)."""
+    if service is None:
+        return None
+
+    async def sign(envelope: bytes) -> tuple[bytes, str]:
+        (signed,) = await service.sign([envelope])
+        return signed.data, signed.key_label
+
+    return sign
+
+
+def _hsm_connection(settings: HsmSettings | None) -> tuple[object, ...] | None:
+    if settings is None:
+        return None
+    return (settings.module, settings.token, settings.pin_file, settings.pin_env, settings.softhsm2_conf)
 
 
 async def _nursery_task(*, task_status: trio.TaskStatus[trio.Nursery] = trio.TASK_STATUS_IGNORED) -> None:

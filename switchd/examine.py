@@ -9,8 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from cryptography import x509
 from lxml import etree
 
+from hsm.errors import SignatureInvalid
+from hsm.xmldsig import verify_tree
 from switchd.errors import Finding, Rejection, RejectKind
 from switchd.ids import report_msg_id
 from switchd.iso.catalogue import Catalogue, MessageDef
@@ -24,12 +27,14 @@ from switchd.journal import ReportRecord
 
 @dataclass(frozen=True)
 class Job:
-    """One message to examine. `sender_bics` None skips the authority check (offline validation)."""
+    """One message to examine. `sender_bics` None skips the authority check (offline validation); non-empty
+    `signer_certs` (DER) require a valid AppHdr signature by one of them."""
 
     raw: bytes
     sender_bics: frozenset[str] | None
     message_id: str  # the id the message will be journaled under (names the report)
     now: datetime  # the report's creation time
+    signer_certs: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,7 @@ class Examination:
     """Working state while examining one message (holds lxml trees: never leaves the process)."""
 
     sender_bics: frozenset[str] | None
+    signer_certs: tuple[bytes, ...] = ()
     parsed: ParsedMessage | None = None
     defn: MessageDef | None = None
     msg_id: str | None = None
@@ -72,9 +78,10 @@ class Examiner:
         self.catalogue = catalogue
         self.schemas = schemas
         self.max_message_bytes = max_message_bytes
+        self._certs: dict[bytes, x509.Certificate] = {}  # parsed once per process, not per message
 
     def verdict(self, job: Job) -> Verdict:
-        exam = self.examine(job.raw, job.sender_bics)
+        exam = self.examine(job.raw, job.sender_bics, job.signer_certs, job.now)
         defn, rej = exam.defn, exam.rejection
         report = None
         if rej is not None and defn is not None:
@@ -119,13 +126,19 @@ class Examiner:
             report_id=rid, message_type=report_def.id, msg_id=rid, status="RJCT", xml=xml, created_at=created
         )
 
-    def examine(self, raw: bytes, sender_bics: frozenset[str] | None) -> Examination:
-        exam = Examination(sender_bics=sender_bics)
+    def examine(
+        self,
+        raw: bytes,
+        sender_bics: frozenset[str] | None,
+        signer_certs: tuple[bytes, ...] = (),
+        now: datetime | None = None,
+    ) -> Examination:
+        exam = Examination(sender_bics=sender_bics, signer_certs=signer_certs)
         try:
             exam.parsed = parse_message(raw, max_bytes=self.max_message_bytes)
             exam.defn = self._identify(exam.parsed)
             exam.msg_id = _msg_id(exam.parsed.document)
-            self._validate(exam)
+            self._validate(exam, now)
         except Rejection as rej:
             exam.rejection = rej
         return exam
@@ -142,7 +155,7 @@ class Examiner:
         # Status reports are taken too: banks answer through the same channels (correlate.py matches them).
         return defn
 
-    def _validate(self, exam: Examination) -> None:
+    def _validate(self, exam: Examination, now: datetime | None = None) -> None:
         assert exam.parsed is not None and exam.defn is not None
         parsed, defn = exam.parsed, exam.defn
         findings = self.schemas.validate(defn, parsed.document)
@@ -163,6 +176,9 @@ class Examiner:
             biz = _child_text(parsed.app_hdr, "BizMsgIdr")
             if biz:
                 exam.extra_refs.append(("biz_msg_idr", biz))
+        if exam.signer_certs:
+            # Who signed it before what it claims: a message its sender's key did not sign is not its message.
+            self._check_signature(exam.parsed, exam.signer_certs, now)
         if exam.sender_bics is not None:
             # Authority before content: a message sent in another bank's name is refused as such (403),
             # whatever else is wrong with it.
@@ -172,6 +188,46 @@ class Examiner:
         findings = check_rules(defn, parsed.document, refs, parsed.app_hdr)
         if findings:
             raise Rejection(RejectKind.INVALID, tuple(findings))
+
+    def _check_signature(self, parsed: ParsedMessage, ders: tuple[bytes, ...], now: datetime | None) -> None:
+        """Raise Rejection(FORBIDDEN) unless the AppHdr signature verifies against one of the sender's certificates.
+
+        Codes: see `_signature_code`."""
+        certs = [self._cert(d) for d in ders]
+        if parsed.app_hdr is None:
+            raise Rejection.single(
+                RejectKind.FORBIDDEN,
+                "DS0A",
+                "this participant must sign its messages: send an AppHdr with a signature (Sgntr)",
+                path="/AppHdr",
+            )
+        try:
+            verify_tree(parsed.root, certs, at=now)
+        except SignatureInvalid as exc:
+            code = _signature_code(exc)
+            raise Rejection.single(
+                RejectKind.FORBIDDEN, code, f"signature check failed: {exc}", path="/AppHdr/Sgntr"
+            ) from None
+
+    def _cert(self, der: bytes) -> x509.Certificate:
+        cert = self._certs.get(der)
+        if cert is None:
+            cert = self._certs[der] = x509.load_der_x509_certificate(der)
+        return cert
+
+
+def _signature_code(exc: SignatureInvalid) -> str:
+    """The ExternalStatusReason1Code of a failed check: DS0A required but missing, DS0D the certificate is not valid
+    now, DS0E signed with a certificate that is not the sender's, DS0B anything else (a changed AppHdr, Document or
+    KeyInfo, a bad SignatureValue, another layout)."""
+    text = str(exc)
+    if exc.reference == "Signature" and "not signed" in text:
+        return "DS0A"
+    if exc.reference == "KeyInfo" and "is not valid at" in text:
+        return "DS0D"
+    if exc.reference == "KeyInfo" and "digest" not in text:
+        return "DS0E"
+    return "DS0B"
 
 
 def _msg_id(document: etree._Element) -> str | None:

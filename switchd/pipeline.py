@@ -100,7 +100,8 @@ class Pipeline:
     async def accept(self, inbound: Inbound) -> Outcome:
         started = time.perf_counter()
         mid = new_message_id(inbound.received_at)
-        verdict = await self.verdicts.verdict(Job(inbound.raw, inbound.participant.bics, mid, self.clock()))
+        job = Job(inbound.raw, inbound.participant.bics, mid, self.clock(), inbound.participant.signing_certs)
+        verdict = await self.verdicts.verdict(job)
         outcome = await self._record(mid, inbound, verdict)
         log.info(
             "%s %s from %s via %s: %s %s msg_id=%s%s",

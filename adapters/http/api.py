@@ -57,12 +57,23 @@ class Response:
 
 @dataclass
 class ApiState:
-    """What the daemon flips: readiness and draining (SIGTERM) are seen by every request."""
+    """What the daemon flips: readiness and draining (SIGTERM) are seen by every request. `problems` are checks
+    of what the daemon depends on (the HSM, say): each returns None when fine, else why /readyz fails. Intake stays
+    open meanwhile: an accepted message waits in the journal until what it needs is back."""
 
     ready: bool = False
     draining: bool = False
     inflight: int = 0
     idle: trio.Event = field(default_factory=trio.Event)
+    problems: dict[str, Callable[[], str | None]] = field(default_factory=dict)
+
+    def current_problems(self) -> dict[str, str]:
+        out = {}
+        for name, check in self.problems.items():
+            why = check()
+            if why is not None:
+                out[name] = why
+        return out
 
 
 class Api:
@@ -96,8 +107,12 @@ class Api:
         if path == "/healthz":
             return Response.json(200, {"status": "ok"}) if req.method in ("GET", "HEAD") else _not_allowed("GET")
         if path == "/readyz":
-            ok = self.state.ready and not self.state.draining
-            return Response.json(200 if ok else 503, {"ready": ok, "draining": self.state.draining})
+            problems = self.state.current_problems()
+            ok = self.state.ready and not self.state.draining and not problems
+            body: dict[str, object] = {"ready": ok, "draining": self.state.draining}
+            if problems:
+                body["problems"] = problems
+            return Response.json(200 if ok else 503, body)
         if path == "/metrics":
             return Response(200, self.metrics.render(), content_type="text/plain; version=0.0.4; charset=utf-8")
         if parts[:2] != ["v1", "messages"] and parts[:2] != ["v1", "reports"]:

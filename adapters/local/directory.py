@@ -38,7 +38,8 @@ from switchd.connectors import Delivery, DeliveryFailed
 log = logging.getLogger("switchd.directory")
 
 # Outbox ids are switchd's own (letters, digits); anything else must not become a path component.
-_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+# Outbox ids are "<message id>.<part>": dots are allowed after the first character (no hidden files, no "..").
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _TEMP = re.compile(r"\..+\.xml\.[^.]+\.tmp")
 _NO_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS})
 
@@ -74,7 +75,7 @@ class DirectoryConnector:
         this delivery may take holds other bytes; DeliveryFailed(retryable=True) for any OSError. A failed write
         leaves no file under a final name and no temp file.
         """
-        if _SAFE_ID.fullmatch(delivery.outbox_id) is None:
+        if _SAFE_ID.fullmatch(delivery.outbox_id) is None or ".." in delivery.outbox_id:
             raise DeliveryFailed(f"outbox id {delivery.outbox_id!r} is not a safe file name", retryable=False)
         if not self._swept:
             # Every delivery passes here before writing, so the sweep never races this connector's own temp files.

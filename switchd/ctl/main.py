@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from switchd.config import Config, load_config
+from switchd.ctl.export import add_export_parser
 from switchd.ctl.hsm_cmd import add_hsm_parser
 from switchd.ctl.render import as_json, table
 from switchd.ctl.replay import add_replay_parser
@@ -84,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_hsm_parser(sub)
     add_replay_parser(sub)
+    add_export_parser(sub)
     return parser
 
 

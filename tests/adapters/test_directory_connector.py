@@ -47,6 +47,15 @@ async def test_writes_the_exact_bytes_under_the_outbox_id(tmp_path):
     await conn.aclose()
 
 
+async def test_outbox_ids_as_the_daemon_makes_them_are_file_names(tmp_path):
+    """The outbox names part N of message M as "M.N": the daemon's real ids must be deliverable."""
+    conn = DirectoryConnector("drop", DirectorySettings(tmp_path))
+    assert await conn.deliver(delivery(b"<x/>", outbox_id="M01a20859db422836f4b16f24d6afc593.1")) == (
+        "M01a20859db422836f4b16f24d6afc593.1.xml"
+    )
+    await conn.aclose()
+
+
 async def test_retry_and_replay_never_overwrite(tmp_path):
     conn = DirectoryConnector("drop", DirectorySettings(tmp_path))
     first = pacs008(msg_id="MSG-1")
@@ -84,7 +93,7 @@ async def test_concurrent_deliveries_of_one_entry_leave_one_file(tmp_path):
     assert listing(tmp_path) == ["O1.xml"]
 
 
-@pytest.mark.parametrize("outbox_id", ["../escape", "a/b", ".hidden", "", "x" * 200, "O1\x00"])
+@pytest.mark.parametrize("outbox_id", ["../escape", "a/b", ".hidden", "", "x" * 200, "O1\x00", "a..b"])
 async def test_unsafe_outbox_id_is_refused_for_good(tmp_path, outbox_id):
     conn = DirectoryConnector("drop", DirectorySettings(tmp_path / "d", create=True))
     with pytest.raises(DeliveryFailed) as info:
