@@ -17,7 +17,9 @@ from switchd.iso.catalogue import Catalogue, MessageDef
 
 _NS_IN_MESSAGE = re.compile(r"\{(?:urn|https?):[^}]*\}")  # namespaces, not regex quantifiers like {1,15}
 _STEP = re.compile(r"^\*(?:\[(\d+)\])?$")
-MAX_FINDINGS = 100  # an invalid 5 MB file can hold thousands of errors; the report needs the first ones
+# The daemon's default: an invalid 5 MB file can hold thousands of errors, and a status report (and the HTTP answer)
+# listing all of them helps nobody; `switchctl validate` asks for every one (limit=None).
+MAX_FINDINGS = 100
 
 
 class _RefuseAll(etree.Resolver):  # type: ignore[misc]  # lxml-stubs are not installed
@@ -53,47 +55,104 @@ class SchemaSet:
             compiled[defn.id] = etree.XMLSchema(tree)
         return cls(compiled)
 
-    def validate(self, defn: MessageDef, element: etree._Element) -> list[Finding]:
-        """Validate `element` (a Document or an AppHdr) against its schema; [] when valid."""
+    def validate(self, defn: MessageDef, element: etree._Element, *, limit: int | None = MAX_FINDINGS) -> list[Finding]:
+        """Validate `element` (a Document or an AppHdr) against its schema; [] when valid.
+
+        At most `limit` errors are listed (None: every one); when more were found, one last finding says how many
+        were left out, so a truncated list never passes for a complete one.
+        """
         schema = self.schemas[defn.id]
         if schema.validate(element):
             return []
-        findings: list[Finding] = []
-        for err in schema.error_log:
-            if len(findings) >= MAX_FINDINGS:
-                break
+        log = schema.error_log  # lxml copies the log on each access: take it once
+        errors = list(log) if limit is None else list(log)[:limit]
+        namer = PathNamer(element)
+        findings = [
+            Finding(
+                code="FF01",
+                detail=_NS_IN_MESSAGE.sub("", err.message),
+                path=namer.name(err.path),
+                line=err.line or None,
+            )
+            for err in errors
+        ]
+        left_out = len(log) - len(errors)
+        if left_out > 0:
             findings.append(
-                Finding(
-                    code="FF01",
-                    detail=_NS_IN_MESSAGE.sub("", err.message),
-                    path=named_path(element, err.path),
-                    line=err.line or None,
-                )
+                Finding(code="FF01", detail=f"{left_out} more schema error(s) not listed; the first {len(errors)} are")
             )
         return findings
+
+
+class PathNamer:
+    """Names libxml2 error paths ('/*/*[2]/*') of one validated element as ISO paths ('/Document/GrpHdr/MsgId').
+
+    One per validation: it remembers every resolved path prefix and each parent's child steps, so naming
+    thousands of errors in a bulk file costs one pass over each parent's children rather than one per error.
+    """
+
+    def __init__(self, top: etree._Element) -> None:
+        self._top = top
+        # libxml2 path prefix -> (element, its ISO path), or None when the prefix cannot be resolved
+        self._resolved: dict[str, tuple[etree._Element, str] | None] = {}
+        self._steps: dict[etree._Element, tuple[list[etree._Element], list[str]]] = {}
+
+    def name(self, libxml_path: str | None) -> str | None:
+        """The ISO path of `libxml_path`, or libxml2's own form when a step cannot be resolved (kept, not lost)."""
+        if not libxml_path:
+            return None
+        found = self._resolve(libxml_path.rstrip("/"))
+        return found[1] if found is not None else libxml_path
+
+    def _resolve(self, path: str) -> tuple[etree._Element, str] | None:
+        if path in self._resolved:
+            return self._resolved[path]
+        cut = path.rfind("/")
+        if cut <= 0:  # the first step is the validated element itself, whatever libxml2 calls it
+            top = self._top
+            found: tuple[etree._Element, str] | None = (top, "/" + etree.QName(top).localname)
+        else:
+            parent = self._resolve(path[:cut])
+            found = None if parent is None else self._child(parent, path[cut + 1 :])
+        self._resolved[path] = found
+        return found
+
+    def _child(self, parent: tuple[etree._Element, str], step: str) -> tuple[etree._Element, str] | None:
+        node, node_path = parent
+        m = _STEP.match(step)
+        if m is None:
+            return None  # a prefixed, unqualified or attribute step: keep libxml2's own form
+        children, names = self._children(node)
+        index = int(m.group(1) or 1)  # libxml2 counts every element sibling for '*' steps
+        if index > len(children):
+            return None
+        return children[index - 1], f"{node_path}/{names[index - 1]}"
+
+    def _children(self, node: etree._Element) -> tuple[list[etree._Element], list[str]]:
+        """Element children of `node` and their steps: the local name, indexed only where the name repeats."""
+        cached = self._steps.get(node)
+        if cached is None:
+            children = [c for c in node if isinstance(c.tag, str)]
+            counts: dict[str, int] = {}
+            for c in children:
+                counts[c.tag] = counts.get(c.tag, 0) + 1
+            seen: dict[str, int] = {}
+            names = []
+            for c in children:
+                name = c.tag.rpartition("}")[2]
+                if counts[c.tag] > 1:
+                    seen[c.tag] = seen.get(c.tag, 0) + 1
+                    name = f"{name}[{seen[c.tag]}]"
+                names.append(name)
+            cached = self._steps[node] = (children, names)
+        return cached
 
 
 def named_path(top: etree._Element, libxml_path: str | None) -> str | None:
     """Turn libxml2's '/*/*[2]/*' (default-namespace documents) into '/Document/GrpHdr/CreDtTm'.
 
     libxml2 counts element siblings; we name each step by its local name, with an index only where the
-    name repeats among siblings, which is how people read ISO paths.
+    name repeats among siblings, which is how people read ISO paths. For many paths of one element, use one
+    `PathNamer`.
     """
-    if not libxml_path:
-        return None
-    steps = libxml_path.strip("/").split("/")
-    node = top
-    names = [etree.QName(top).localname]
-    for step in steps[1:]:
-        m = _STEP.match(step)
-        if m is None:
-            return libxml_path  # a prefixed or attribute step: keep libxml2's own form
-        index = int(m.group(1) or 1)
-        children = [c for c in node if isinstance(c.tag, str)]
-        if index > len(children):
-            return libxml_path
-        node = children[index - 1]
-        name = etree.QName(node).localname
-        same = [c for c in children if c.tag == node.tag]
-        names.append(f"{name}[{same.index(node) + 1}]" if len(same) > 1 else name)
-    return "/" + "/".join(names)
+    return PathNamer(top).name(libxml_path)
