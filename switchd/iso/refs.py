@@ -12,6 +12,7 @@ message builds 100 of them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import NamedTuple
@@ -20,8 +21,10 @@ from lxml import etree
 
 from switchd.iso.catalogue import NAMESPACE_PREFIX, MessageDef
 
-# The kinds of reference searchable_refs yields.
+# The kinds of reference searchable_refs yields: the message's own ids (a report's, return's or cancellation's
+# are its original's), then, for a message about an earlier payment, the ids it names as the original's.
 SEARCH_KEYS = ("end_to_end_id", "uetr", "tx_id", "instr_id", "pmt_inf_id")
+ORIGINAL_KEYS = ("original_msg_id", "original_end_to_end_id", "original_uetr", "original_msg_e2e")
 
 
 class TxRefs(NamedTuple):
@@ -841,8 +844,13 @@ def tx_for(path: str | None, by_path: Mapping[str, TxRefs]) -> TxRefs | None:
 def searchable_refs(refs: MessageRefs) -> tuple[tuple[str, str], ...]:
     """(kind, value) pairs to index a message by, without duplicates, in document order.
 
-    Kinds are SEARCH_KEYS. For a status report they are the ids of the original transactions, so a search by
-    EndToEndId finds the payment and every report about it.
+    Kinds are SEARCH_KEYS. For a message about an earlier payment (a return, cancellation request, resolution,
+    status request or status report) the plain kinds hold the original transactions' ids, so a search by
+    EndToEndId finds the payment and every message about it; the ORIGINAL_KEYS kinds say that those ids are the
+    original's, which is what the journal correlates by (journal.related): `original_msg_id` every OrgnlMsgId
+    named, `original_end_to_end_id` / `original_uetr` each transaction's, and `original_msg_e2e` the JSON pair
+    [OrgnlMsgId, OrgnlEndToEndId] of each transaction that has both (an EndToEndId is unique only within the
+    sender's message, so it correlates only together with its MsgId; a UETR is unique on its own).
     """
     seen: set[tuple[str, str]] = set()
     out: list[tuple[str, str]] = []
@@ -859,4 +867,16 @@ def searchable_refs(refs: MessageRefs) -> tuple[tuple[str, str], ...]:
         add("uetr", tx.uetr)
         add("tx_id", tx.tx_id)
         add("instr_id", tx.instr_id)
+    add("original_msg_id", refs.original_msg_id)
+    for tx in refs.transactions:
+        add("original_msg_id", tx.original_msg_id)
+        add("original_end_to_end_id", tx.original_end_to_end_id)
+        add("original_uetr", tx.original_uetr)
+        if tx.original_msg_id is not None and tx.original_end_to_end_id is not None:
+            add("original_msg_e2e", original_pair(tx.original_msg_id, tx.original_end_to_end_id))
     return tuple(out)
+
+
+def original_pair(msg_id: str, end_to_end_id: str) -> str:
+    """The `original_msg_e2e` value of (OrgnlMsgId, OrgnlEndToEndId): a JSON array, so no id can fake the split."""
+    return json.dumps([msg_id, end_to_end_id], separators=(",", ":"), ensure_ascii=False)

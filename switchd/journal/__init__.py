@@ -5,7 +5,7 @@ See core.py for the Journal, writer.py for group commit, chain.py and verify.py 
 
 from switchd.journal.core import Journal, open_journal
 from switchd.journal.outbox import OutboxConflict
-from switchd.journal.reads import MessageNotFound
+from switchd.journal.reads import MessageNotFound, RelatedRow
 from switchd.journal.records import (
     AttemptRow,
     CommitResult,
@@ -43,6 +43,7 @@ __all__ = [
     "OutboxEntry",
     "OutboxRow",
     "Problem",
+    "RelatedRow",
     "ReportRecord",
     "ReportRow",
     "Stored",

@@ -15,7 +15,7 @@ import trio
 
 from switchd.errors import JournalError
 from switchd.journal import outbox, writes
-from switchd.journal.reads import Reader, ReaderPool
+from switchd.journal.reads import Reader, ReaderPool, RelatedRow
 from switchd.journal.records import (
     AttemptRow,
     CommitResult,
@@ -291,6 +291,12 @@ class Journal:
 
     def refs(self, message_id: str) -> list[tuple[str, str]]:
         return self._reader().refs(message_id)
+
+    def related(self, message_id: str) -> list[RelatedRow]:
+        """The messages related to this one, oldest first: the originals a return, cancellation or resolution
+        refers to, those that refer to it, its status reports, the others about the same original (see
+        reads.Reader.related for the matching rules). Raises MessageNotFound."""
+        return self._reader().related(message_id)
 
     def latest_report(self, message_id: str) -> ReportRow | None:
         return self._reader().latest_report(message_id)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,31 @@ RESOLVE_REF_KINDS = ("uetr", "end_to_end_id")
 GLOB_CHARS = frozenset("*?[")
 
 
+# related(): status reports are correlated by delivery (a `status_received` event on the original names them);
+# they are listed as reports, never as messages whose history is merged into the original's.
+REPORT_FAMILIES = frozenset({"pacs.002", "pain.002"})
+# SQLite's default limit is 32766 host parameters; stay far below it when a bulk message brings thousands of ids.
+_CHUNK = 500
+
+
 class MessageNotFound(JournalError):
     """No message with that id."""
+
+
+@dataclass(frozen=True)
+class RelatedRow:
+    """A message related to the one asked about, how, and by which references (see `Reader.related`).
+
+    relation: "original" (the message asked about refers to it: the payment a return, cancellation, resolution
+    or status request is about), "referrer" (it refers to the message asked about), "report" (a status report
+    about it), "sibling" (it refers to the same original as the message asked about, e.g. the camt.056 a camt.029
+    answers). via: how it was matched, e.g. "uetr 4f0c...", "msg_id+end_to_end_id ORIG-1/E2E-1", "msg_id ORIG-1",
+    "status_received", "original M0..." (for siblings: through which original).
+    """
+
+    relation: str
+    message: MessageRow
+    via: tuple[str, ...]
 
 
 def message_row(r: Mapping[str, Any]) -> MessageRow:
@@ -152,6 +176,141 @@ class Reader:
         sql = "SELECT kind, value FROM refs WHERE message_id = ? ORDER BY kind, value"
         return [(r["kind"], r["value"]) for r in self.db.query(sql, [message_id])]
 
+    def related(self, message_id: str) -> list[RelatedRow]:
+        """Messages related to `message_id`, oldest first: the originals it refers to, the messages that refer to
+        it, its status reports, and the other messages about its originals. Raises MessageNotFound.
+
+        A message refers to an original through its `original_*` refs (iso.refs.searchable_refs): an OrgnlUETR
+        names the message holding that UETR; an OrgnlMsgId with an OrgnlEndToEndId names the message with that
+        MsgId (or whose routed part carried it: a bank names what it received) holding that EndToEndId; an
+        OrgnlMsgId alone names a message only when the referring message names no transaction at all. An
+        EndToEndId alone names nothing: it is unique only within its sender's message. A candidate that itself
+        only repeats the id as an original's (another return, a report) is no original, a message is never
+        related to itself, and a rejected candidate counts only when no other one matches the same reference
+        (a rejected payment corrected and sent again keeps its ids). "referrer" is exactly the inverse of
+        "original", so `show` of either side tells the same story.
+        """
+        with self.snapshot():
+            me = self.get(message_id)
+            if me is None:
+                raise MessageNotFound(f"no message {message_id!r} in the journal")
+            found: dict[str, tuple[str, list[str]]] = {}
+
+            def note(mid: str, relation: str, via: Iterable[str]) -> None:
+                if mid == message_id:
+                    return
+                # The first relation found wins (originals, referrers, reports, siblings in that order).
+                entry = found.setdefault(mid, (relation, []))
+                entry[1].extend(v for v in via if v not in entry[1])
+
+            originals = self._originals(message_id)
+            for mid, via in originals.items():
+                note(mid, "original", via)
+            for mid, via in self._referrers(message_id).items():
+                note(mid, "referrer", via)
+            for mid in self._answered_by(message_id):
+                note(mid, "report", ["status_received"])
+            for original in originals:
+                for mid in self._referrers(original):
+                    note(mid, "sibling", [f"original {original}"])
+            rows = {mid: row for mid in found if (row := self.get(mid)) is not None}
+        out = []
+        for mid, (relation, via) in found.items():
+            row = rows[mid]
+            if row.family in REPORT_FAMILIES:
+                if relation == "sibling":
+                    continue  # a report about the original is the original's business, not this message's
+                relation = "report"
+            out.append(RelatedRow(relation, row, tuple(via)))
+        out.sort(key=lambda r: (r.message.received_at, r.message.id))
+        return out
+
+    def _originals(self, message_id: str) -> dict[str, list[str]]:
+        """The messages `message_id` refers to: {id: how}. See `related`."""
+        row = self.get(message_id)
+        if row is None:
+            return {}
+        if row.family in REPORT_FAMILIES:
+            # Delivery correlated it with what was sent, precisely (by the part's MsgId and the sending bank);
+            # its refs could name a return's original as well as the return.
+            sql = (
+                "SELECT DISTINCT json_extract(detail, '$.original') FROM events"
+                " WHERE message_id = ? AND kind = 'correlated'"
+            )
+            return {r[0]: ["correlated"] for r in self.conn.execute(sql, (message_id,)) if r[0] is not None}
+        by_kind: dict[str, list[str]] = {}
+        for kind, value in self.refs(message_id):
+            by_kind.setdefault(kind, []).append(value)
+        out: dict[str, list[str]] = {}
+        for uetr in by_kind.get("original_uetr", []):
+            # Holding the UETR as its own id: not another message that names it as an original's.
+            sql = (
+                "SELECT m.id, m.state FROM refs r JOIN messages m ON m.id = r.message_id"
+                " WHERE r.kind = 'uetr' AND r.value = ? AND r.message_id != ? AND NOT EXISTS ("
+                "  SELECT 1 FROM refs o WHERE o.message_id = r.message_id AND o.kind = 'original_uetr'"
+                "  AND o.value = r.value)"
+            )
+            _prefer_live(out, self.conn.execute(sql, (uetr, message_id)).fetchall(), f"uetr {uetr}")
+        for pair in by_kind.get("original_msg_e2e", []):
+            msg_id, e2e = _pair(pair)
+            if msg_id is None or e2e is None:
+                continue
+            sql = (
+                "SELECT m.id, m.state FROM refs r JOIN messages m ON m.id = r.message_id"
+                " WHERE r.kind = 'end_to_end_id' AND r.value = ? AND r.message_id != ?"
+                " AND (m.msg_id = ? OR m.id IN (SELECT message_id FROM outbox WHERE msg_id = ?))"
+                " AND NOT EXISTS (SELECT 1 FROM refs o WHERE o.message_id = r.message_id"
+                "  AND o.kind = 'original_end_to_end_id' AND o.value = r.value)"
+            )
+            rows = self.conn.execute(sql, (e2e, message_id, msg_id, msg_id)).fetchall()
+            _prefer_live(out, rows, f"msg_id+end_to_end_id {msg_id}/{e2e}")
+        if not by_kind.get("original_end_to_end_id") and not by_kind.get("original_uetr"):
+            # A reference to a whole message (no transaction named): the MsgId is all there is.
+            for msg_id in by_kind.get("original_msg_id", []):
+                sql = (
+                    "SELECT id, state FROM messages WHERE id != ?1 AND (msg_id = ?2"
+                    " OR id IN (SELECT message_id FROM outbox WHERE msg_id = ?2))"
+                )
+                _prefer_live(out, self.conn.execute(sql, (message_id, msg_id)).fetchall(), f"msg_id {msg_id}")
+        return out
+
+    def _referrers(self, message_id: str) -> dict[str, list[str]]:
+        """The messages that refer to `message_id` ({id: how}): the candidates naming one of its MsgIds (its own
+        and its parts') or UETRs as an original's, kept when `_originals` of the candidate names it."""
+        row = self.get(message_id)
+        if row is None:
+            return {}
+        msg_ids = {r[0] for r in self.conn.execute("SELECT msg_id FROM outbox WHERE message_id = ?", (message_id,))}
+        if row.msg_id is not None:
+            msg_ids.add(row.msg_id)
+        own: dict[str, set[str]] = {}
+        for kind, value in self.refs(message_id):
+            own.setdefault(kind, set()).add(value)
+        uetrs = own.get("uetr", set()) - own.get("original_uetr", set())
+        candidates: set[str] = set()
+        # Every original_msg_e2e pair comes with its original_msg_id, so the MsgIds find those referrers too.
+        for kind, values in (("original_msg_id", msg_ids), ("original_uetr", uetrs)):
+            for chunk in _chunks(sorted(values)):
+                marks = ", ".join("?" for _ in chunk)
+                sql = f"SELECT DISTINCT message_id FROM refs WHERE kind = ? AND value IN ({marks})"
+                candidates.update(r[0] for r in self.conn.execute(sql, (kind, *chunk)))
+        candidates.discard(message_id)
+        out: dict[str, list[str]] = {}
+        for candidate in sorted(candidates):
+            # A report's _originals come from its correlation, the inverse of _answered_by: no double listing.
+            via = self._originals(candidate).get(message_id)
+            if via is not None:
+                out[candidate] = via
+        return out
+
+    def _answered_by(self, message_id: str) -> list[str]:
+        """The status reports delivery correlated with the message (its `status_received` events name them)."""
+        sql = (
+            "SELECT DISTINCT json_extract(detail, '$.report_message_id') FROM events"
+            " WHERE message_id = ? AND kind = 'status_received'"
+        )
+        return [r[0] for r in self.conn.execute(sql, (message_id,)) if r[0] is not None]
+
     def latest_report(self, message_id: str) -> ReportRow | None:
         sql = f"SELECT {REPORT_COLUMNS} FROM reports WHERE message_id = ? ORDER BY seq DESC LIMIT 1"
         for r in self.db.query(sql, [message_id]):
@@ -192,6 +351,27 @@ class Reader:
             "reports": reports,
             "chain_head_seq": head_seq,
         }
+
+
+def _prefer_live(out: dict[str, list[str]], rows: Sequence[tuple[str, str]], via: str) -> None:
+    """Add the matches of one reference to `out`, leaving rejected ones out when another one matches."""
+    live = [mid for mid, state in rows if state != "rejected"]
+    for mid in live or [mid for mid, _ in rows]:
+        out.setdefault(mid, []).append(via)
+
+
+def _pair(value: str) -> tuple[str | None, str | None]:
+    """An `original_msg_e2e` ref: the JSON pair [OrgnlMsgId, OrgnlEndToEndId]; (None, None) if it is not one."""
+    try:
+        msg_id, e2e = json.loads(value)
+    except (ValueError, TypeError):
+        return None, None
+    return (msg_id, e2e) if isinstance(msg_id, str) and isinstance(e2e, str) else (None, None)
+
+
+def _chunks(values: Sequence[str]) -> Iterator[Sequence[str]]:
+    for i in range(0, len(values), _CHUNK):
+        yield values[i : i + _CHUNK]
 
 
 class ReaderPool:
