@@ -9,7 +9,6 @@ import sys
 import trio
 
 from switchd.config import load_config
-from switchd.daemon import Daemon, run_until_signalled
 from switchd.errors import ConfigError
 
 
@@ -36,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # Imported here, not at the top: worker processes are spawned and re-import this module as their __main__;
+    # the daemon's whole import tree there would cost each of them ~0.5 s of start-up for nothing.
+    from switchd.daemon import Daemon, run_until_signalled
+
     try:
         trio.run(run_until_signalled, Daemon(cfg))
     except (OSError, ValueError) as exc:

@@ -77,10 +77,17 @@ class Daemon:
         examiner = Examiner(catalogue, schemas, cfg.http.max_body_bytes)
         async with open_journal(cfg.journal_path) as journal, trio.open_nursery() as workers_nursery:
             verdicts: VerdictSource = InlineExaminer(examiner)
+            pool = None
             if cfg.intake_workers > 0:
                 pool = ProcessExaminer(cfg.schema_dir, cfg.http.max_body_bytes, cfg.intake_workers)
-                await workers_nursery.start(pool.run)
                 verdicts = pool
+            # Intake workers and signer processes spawn side by side: each compiles or logs in for ~0.5 s, and
+            # one after the other they would take start-up past its 2 s budget.
+            async with trio.open_nursery() as starting:
+                if pool is not None:
+                    starting.start_soon(workers_nursery.start, pool.run)
+                starting.start_soon(self._start_signing, workers_nursery)
+            signing = self.signing
             recovered = await journal.recover_inflight(rfc3339(self.clock()))
             if recovered:
                 log.warning(
@@ -88,7 +95,6 @@ class Daemon:
                     "marked as possible duplicates",
                     len(recovered),
                 )
-            signing = await self._start_signing(workers_nursery)
             originals = Originals(journal, catalogue, cfg.http.max_body_bytes)
             reports = OriginatorReports(originals, cfg.switch_bic)
             correlator = Correlator(cfg, journal, reports, metrics, self.clock)
