@@ -14,22 +14,22 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from switchd.config import Config, load_config
-from switchd.ctl.export import add_export_parser
 from switchd.ctl.hsm_cmd import add_hsm_parser
 from switchd.ctl.render import as_json, table
-from switchd.ctl.replay import add_replay_parser
-from switchd.daemon import runtime_file
 from switchd.errors import ConfigError
-from switchd.journal import Journal
+
+if TYPE_CHECKING:
+    from switchd.journal import Journal
 
 DEFAULT_CONFIG = "conf/switchd.toml"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(_command_word(argv))
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
@@ -40,7 +40,25 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_word(argv: list[str]) -> str | None:
+    """The command named on the command line (the first word after the global options), or None."""
+    words = iter(argv)
+    for word in words:
+        if word == "--config":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; `command`, when known, spares registering commands whose modules are heavy.
+
+    The journal, trio and the pipeline take ~0.5 s to import: commands that do not need them (validate, hsm)
+    must not pay for them (issue 4: `switchctl validate` of a 5 MB file in under a second), so modules are
+    imported inside the commands that use them, and `export`/`replay`, whose modules import them at the top,
+    are registered only when the command line may name them.
+    """
     parser = argparse.ArgumentParser(
         prog="switchctl",
         description="Operate switchd: inspect the journal, trace messages, verify integrity, validate files.",
@@ -84,8 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_validate)
 
     add_hsm_parser(sub)
-    add_replay_parser(sub)
-    add_export_parser(sub)
+    if command is None or command not in sub.choices:
+        from switchd.ctl.export import add_export_parser
+        from switchd.ctl.replay import add_replay_parser
+
+        add_replay_parser(sub)
+        add_export_parser(sub)
     return parser
 
 
@@ -97,6 +119,8 @@ def _journal(cfg: Config) -> Journal:
     if not cfg.journal_path.exists():
         print(f"switchctl: no journal at {cfg.journal_path} (has switchd run yet?)", file=sys.stderr)
         raise SystemExit(2)
+    from switchd.journal import Journal
+
     return Journal.open(cfg.journal_path, readonly=True)
 
 
@@ -108,6 +132,8 @@ def _plain(obj: Any) -> Any:
 
 def _listener(cfg: Config) -> str:
     """The address the daemon really bound (from its runtime file), else the configured one."""
+    from switchd.daemon import runtime_file
+
     try:
         return str(json.loads(runtime_file(cfg).read_text())["http"][0])
     except (OSError, ValueError, KeyError, IndexError):
@@ -185,6 +211,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _runtime(cfg: Config) -> dict[str, Any]:
+    from switchd.daemon import runtime_file
+
     try:
         doc = json.loads(runtime_file(cfg).read_text())
     except (OSError, ValueError):
