@@ -18,6 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 from switchd.config import Config, load_config
 from switchd.ctl.hsm_cmd import add_hsm_parser
+from switchd.ctl.related_view import (
+    history,
+    history_json,
+    print_originals,
+    refers_to,
+    related_json,
+    related_rows,
+    source_label,
+)
 from switchd.ctl.render import as_json, table
 from switchd.errors import ConfigError
 
@@ -262,6 +271,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         events = journal.events(row.id)
         report = journal.latest_report(row.id)
         parts = journal.outbox(row.id)
+        related = journal.related(row.id)
+        named = refers_to(journal.refs(row.id))
+        lines = history(journal, events, related)
         if args.json:
             out.append(
                 {
@@ -269,6 +281,9 @@ def cmd_show(args: argparse.Namespace) -> int:
                     "events": [_plain(e) for e in events],
                     "outbox": [_plain(p) for p in parts],
                     "report": report.xml.decode() if report else None,
+                    "refers_to": named,
+                    "related": related_json(related),
+                    "history": history_json(lines),
                 }
             )
             continue
@@ -281,11 +296,21 @@ def cmd_show(args: argparse.Namespace) -> int:
             where = f" at {f['path']}" if f.get("path") else ""
             line = f" line {f['line']}" if f.get("line") else ""
             print(f"  {f['code']}{where}{line}: {f['detail']}")
+        print_originals(row, related, named)
         print()
-        table(
-            ["seq", "at", "event", "detail"],
-            [(e.seq, e.at, e.kind, _brief(e.detail)) for e in events],
-        )
+        if any(h.source is not None for h in lines):
+            table(
+                ["seq", "at", "event", "from", "detail"],
+                [
+                    (h.event.seq, h.event.at, h.event.kind, source_label(h.source), _brief(h.event.detail))
+                    for h in lines
+                ],
+            )
+        else:
+            table(["seq", "at", "event", "detail"], [(e.seq, e.at, e.kind, _brief(e.detail)) for e in events])
+        if related:
+            print("\nrelated:")
+            table(["relation", "id", "type", "msg_id", "from", "state", "received"], related_rows(related))
         if parts:
             print()
             table(

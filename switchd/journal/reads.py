@@ -203,15 +203,18 @@ class Reader:
                 entry = found.setdefault(mid, (relation, []))
                 entry[1].extend(v for v in via if v not in entry[1])
 
-            originals = self._originals(message_id)
+            # Each message's originals are worked out once per call: a bulk return naming many payments is
+            # checked again for every one of them when their siblings are looked for.
+            memo: dict[str, dict[str, list[str]]] = {}
+            originals = self._originals(message_id, memo)
             for mid, via in originals.items():
                 note(mid, "original", via)
-            for mid, via in self._referrers(message_id).items():
+            for mid, via in self._referrers(message_id, memo).items():
                 note(mid, "referrer", via)
             for mid in self._answered_by(message_id):
                 note(mid, "report", ["status_received"])
             for original in originals:
-                for mid in self._referrers(original):
+                for mid in self._referrers(original, memo):
                     note(mid, "sibling", [f"original {original}"])
             rows = {mid: row for mid in found if (row := self.get(mid)) is not None}
         out = []
@@ -225,8 +228,14 @@ class Reader:
         out.sort(key=lambda r: (r.message.received_at, r.message.id))
         return out
 
-    def _originals(self, message_id: str) -> dict[str, list[str]]:
+    def _originals(self, message_id: str, memo: dict[str, dict[str, list[str]]]) -> dict[str, list[str]]:
         """The messages `message_id` refers to: {id: how}. See `related`."""
+        known = memo.get(message_id)
+        if known is None:
+            known = memo[message_id] = self._find_originals(message_id)
+        return known
+
+    def _find_originals(self, message_id: str) -> dict[str, list[str]]:
         row = self.get(message_id)
         if row is None:
             return {}
@@ -274,7 +283,7 @@ class Reader:
                 _prefer_live(out, self.conn.execute(sql, (message_id, msg_id)).fetchall(), f"msg_id {msg_id}")
         return out
 
-    def _referrers(self, message_id: str) -> dict[str, list[str]]:
+    def _referrers(self, message_id: str, memo: dict[str, dict[str, list[str]]]) -> dict[str, list[str]]:
         """The messages that refer to `message_id` ({id: how}): the candidates naming one of its MsgIds (its own
         and its parts') or UETRs as an original's, kept when `_originals` of the candidate names it."""
         row = self.get(message_id)
@@ -298,7 +307,7 @@ class Reader:
         out: dict[str, list[str]] = {}
         for candidate in sorted(candidates):
             # A report's _originals come from its correlation, the inverse of _answered_by: no double listing.
-            via = self._originals(candidate).get(message_id)
+            via = self._originals(candidate, memo).get(message_id)
             if via is not None:
                 out[candidate] = via
         return out
