@@ -2,7 +2,11 @@
 status report available to the originator. Prints throughput, round-trip latency p50/p99 at a steady offered load,
 and a naive baseline (one message at a time, a commit per step) from the same run.
 
-    python -m bench.roundtrip [--seconds 8] [--rate 150] [--connections 32]
+    python -m bench.roundtrip [--seconds 8] [--rate 150] [--connections 32] [--sign rsa|ec]
+
+With --sign the same loads run a second time with signing on (a SoftHSM dev token made for the run), so the cost
+of signing shows as a ratio from one run. The naive baseline does the same round trip steps in-process, one
+message at a time (see `naive`); switchd's figures include HTTP and the load generator on the same cores.
 """
 
 from __future__ import annotations
@@ -12,9 +16,11 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +31,9 @@ from lxml import etree
 
 from adapters.local.simbank import read_receipts
 from bench.run import _start_daemon
+from switchd.iso.refs import extract_refs
+from switchd.iso.reports import build_status_report
+from switchd.schemas import load_schemas
 from tests.builders import Tx, pacs008
 from tests.conftest import write_config
 
@@ -129,30 +138,99 @@ async def steady(url: str, seconds: float, rate: float) -> dict[str, Any]:
 
 
 def naive(n: int, tmp: Path) -> float:
-    """One message at a time: xmlschema validation, commit, deliver to a file with fsync, commit the delivery."""
-    schema = xmlschema.XMLSchema(str(REPO / "schemas/iso20022/pacs.008.001.08.xsd"), allow="local", defuse="always")
+    """The same round trip done the naive way, one message at a time: xmlschema validation of the payment, a
+    commit; a file written with fsync for the bank, a commit; the bank's pacs.002 built (with the same report
+    builder switchd's simulated bank uses), validated with xmlschema at intake, a commit; matched to the payment
+    by OrgnlMsgId, the originator's report built, a commit. Returns round trips per second."""
+    payment_xsd = xmlschema.XMLSchema(
+        str(REPO / "schemas/iso20022/pacs.008.001.08.xsd"), allow="local", defuse="always"
+    )
+    report_xsd = xmlschema.XMLSchema(str(REPO / "schemas/iso20022/pacs.002.001.10.xsd"), allow="local", defuse="always")
+    catalogue, _ = load_schemas(REPO / "schemas/iso20022")
+    payment_def, report_def = catalogue.get("pacs.008.001.08"), catalogue.get("pacs.002.001.10")
+    assert payment_def is not None and report_def is not None
     db = sqlite3.connect(tmp / "naive.sqlite", isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
-    db.execute("CREATE TABLE m (id INTEGER PRIMARY KEY, raw BLOB, state TEXT)")
+    db.execute("CREATE TABLE m (id INTEGER PRIMARY KEY, msg_id TEXT, raw BLOB, state TEXT)")
+    db.execute("CREATE INDEX m_msg_id ON m (msg_id)")
+    db.execute("CREATE TABLE r (id INTEGER PRIMARY KEY, message_id INTEGER, xml BLOB)")
     out = tmp / "naive-bank"
     out.mkdir()
+    parser = etree.XMLParser(resolve_entities=False, no_network=True)
     msgs = [pacs008(msg_id=f"N-{i}", txs=[Tx(end_to_end_id=f"NE-{i}")]) for i in range(n)]
+    now = datetime.now(UTC)
+
+    def commit(sql: str, args: tuple[Any, ...]) -> int | None:
+        db.execute("BEGIN")
+        cur = db.execute(sql, args)
+        db.execute("COMMIT")
+        return cur.lastrowid
+
     t0 = time.perf_counter()
     for i, raw in enumerate(msgs):
-        root = etree.fromstring(raw, etree.XMLParser(resolve_entities=False, no_network=True))
-        schema.validate(root[1])
-        db.execute("BEGIN")
-        cur = db.execute("INSERT INTO m (raw, state) VALUES (?, 'accepted')", (raw,))
-        db.execute("COMMIT")
+        root = etree.fromstring(raw, parser)
+        payment_xsd.validate(root[1])
+        refs = extract_refs(payment_def, root[1])
+        row = commit("INSERT INTO m (msg_id, raw, state) VALUES (?, ?, 'accepted')", (refs.msg_id, raw))
         with (out / f"{i}.xml").open("wb") as f:
             f.write(raw)
             f.flush()
             os.fsync(f.fileno())
+        commit("UPDATE m SET state = 'delivered' WHERE id = ?", (row,))
+        # The bank answers ACSC; the answer comes back through intake.
+        answer = build_status_report(
+            report_def=report_def, original_def=payment_def, original=refs, original_msg_id=refs.msg_id,
+            findings=(), report_msg_id=f"B-{i}", created_at=now, group_status="ACSC",
+        )  # fmt: skip
+        answer_root = etree.fromstring(answer, parser)
+        report_xsd.validate(answer_root)
+        commit("INSERT INTO m (msg_id, raw, state) VALUES (?, ?, 'accepted')", (f"B-{i}", answer))
+        original_msg_id = answer_root.findtext(".//{*}OrgnlMsgId")
+        (original,) = db.execute("SELECT id FROM m WHERE msg_id = ?", (original_msg_id,)).fetchone()
+        report = build_status_report(
+            report_def=report_def, original_def=payment_def, original=refs, original_msg_id=refs.msg_id,
+            findings=(), report_msg_id=f"R-{i}", created_at=now, group_status="ACSC",
+        )  # fmt: skip
         db.execute("BEGIN")
-        db.execute("UPDATE m SET state = 'delivered' WHERE id = ?", (cur.lastrowid,))
+        db.execute("UPDATE m SET state = 'answered' WHERE id = ?", (original,))
+        db.execute("INSERT INTO r (message_id, xml) VALUES (?, ?)", (original, report))
         db.execute("COMMIT")
     return n / (time.perf_counter() - t0)
+
+
+HSM = """
+[hsm]
+token = "bench-dev"
+active = "{label}"
+workers = {workers}
+
+[[hsm.keys]]
+label = "switchd-rsa-1"
+algorithm = "rsa-2048"
+
+[[hsm.keys]]
+label = "switchd-ec-1"
+algorithm = "ec-p256"
+"""
+
+
+def run_daemon(tmp: Path, args: argparse.Namespace, hsm: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
+    """Start the real daemon (signing when `hsm` is the [hsm] table), run both loads, stop it."""
+    tmp.mkdir()
+    receipts = tmp / "receipts.jsonl"
+    config = write_config(tmp, workers=1, extra=SIM.format(receipts=receipts) + hsm)
+    if hsm:
+        switchctl = Path(sys.executable).parent / "switchctl"
+        subprocess.run([str(switchctl), "--config", str(config), "hsm", "init-dev"], check=True, capture_output=True)
+    proc, url, _, _ = _start_daemon(config, tmp / "daemon.log")
+    try:
+        thr = trio.run(closed_loop, url, args.seconds, args.connections, receipts)
+        lat = trio.run(steady, url, args.seconds, args.rate)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    return thr, lat
 
 
 def main() -> None:
@@ -160,29 +238,32 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--rate", type=float, default=150.0, help="offered load for the latency run, msg/s")
     ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument(
+        "--sign", choices=["rsa", "ec"], help="also run with signing on (SoftHSM dev token, this key) and compare"
+    )
+    ap.add_argument("--sign-workers", type=int, default=1, help="signer processes when signing (default 1)")
     args = ap.parse_args()
+    runs: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        receipts = tmp / "receipts.jsonl"
-        config = write_config(tmp, workers=1, extra=SIM.format(receipts=receipts))
-        proc, url, _, _ = _start_daemon(config, tmp / "daemon.log")
-        try:
-            thr = trio.run(closed_loop, url, args.seconds, args.connections, receipts)
-            lat = trio.run(steady, url, args.seconds, args.rate)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(60)
+        runs["unsigned"] = run_daemon(tmp / "unsigned", args)
+        if args.sign:
+            label = "switchd-rsa-1" if args.sign == "rsa" else "switchd-ec-1"
+            hsm = HSM.format(label=label, workers=args.sign_workers)
+            runs[f"signed {args.sign}"] = run_daemon(tmp / "signed", args, hsm)
         base = naive(300, tmp)
     print(f"switchd round trip bench: python {sys.version.split()[0]}, {args.connections} clients, one machine")
-    print(json.dumps({"closed_loop": thr, "steady": lat, "naive_per_s": base}, indent=1))
-    print(
-        f"\nintake -> bank receipt: {thr['to_bank_per_s']:,.0f} msg/s ({thr['to_bank_per_s'] / base:.1f}x naive "
-        f"{base:,.0f} msg/s); intake alone {thr['intake_per_s']:,.0f} msg/s"
-    )
-    print(
-        f"round trip (POST -> originator's report) at {lat['offered_per_s']:.0f} msg/s offered: "
-        f"p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms ({lat['answered']}/{lat['sent']} answered)"
-    )
+    print(json.dumps({**{k: {"closed_loop": t, "steady": s} for k, (t, s) in runs.items()}, "naive_per_s": base}))
+    print(f"naive round trip (in-process, one at a time, no HTTP): {base:,.0f} msg/s")
+    for name, (thr, lat) in runs.items():
+        print(
+            f"[{name}] intake -> bank receipt: {thr['to_bank_per_s']:,.0f} msg/s ({thr['to_bank_per_s'] / base:.2f}x "
+            f"naive); intake alone {thr['intake_per_s']:,.0f} msg/s"
+        )
+        print(
+            f"[{name}] round trip (POST -> originator's report) at {lat['offered_per_s']:.0f} msg/s offered: "
+            f"p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms ({lat['answered']}/{lat['sent']} answered)"
+        )
 
 
 if __name__ == "__main__":
