@@ -155,6 +155,24 @@ async def test_outbound_messages_are_signed_exported_and_rotated(
     assert out.read_bytes() == sent
     assert "key_label=sig-rsa" in done.stderr
 
+    # A bare Document gets an AppHdr built by switchd (from the switch to the bank, BizMsgIdr = MsgId), then signed.
+    async with rd.client() as c:
+        r = await c.post(
+            "/v1/messages",
+            content=pacs008(msg_id="BARE-1", app_hdr=False),
+            headers={"content-type": "application/xml"},
+        )
+        assert r.status_code == 202, r.text
+    bare = await delivered_file(outbox_dir, "BARE-1")
+    signxml_verify(bare, rsa_cert)
+    hdr = etree.fromstring(bare).find("{*}AppHdr")
+    assert hdr is not None
+    assert hdr.findtext("{*}BizMsgIdr") == "BARE-1"
+    assert hdr.findtext("{*}MsgDefIdr") == "pacs.008.001.08"
+    assert hdr.findtext("{*}Fr/{*}FIId/{*}FinInstnId/{*}BICFI") == load_config(rd.config_path).switch_bic
+    assert hdr.findtext("{*}To/{*}FIId/{*}FinInstnId/{*}BICFI") == "BBBBDEFFXXX"
+    assert hdr.findtext("{*}CreDt")
+
     # Rotation: make the EC key active with a reload; the next message is signed with it, the first still verifies.
     rd.config_path.write_text(rd.config_path.read_text().replace('active = "sig-rsa"', 'active = "sig-ec"'))
     rd.daemon.request_reload()
