@@ -5,6 +5,8 @@ write (signxml with the BAH reference resolution, xmlsec1/openssl made signature
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from tests.hsm.tools import foreign_signed, openssl, signxml_verify
 
 DS = "{http://www.w3.org/2000/09/xmldsig#}"
 WAIT_S = 30
+XML = {"content-type": "application/xml"}
 
 
 def hsm_table(settings: HsmSettings, *, active: str = "sig-rsa", pin_file: str | None = None) -> str:
@@ -110,7 +113,7 @@ def certificate(config: Path, label: str | None = None) -> x509.Certificate:
 def signature_method(data: bytes) -> str:
     method = etree.fromstring(data).find(f".//{DS}SignatureMethod")
     assert method is not None
-    return method.get("Algorithm", "").rpartition("#")[2]
+    return str(method.get("Algorithm", "")).rpartition("#")[2]
 
 
 @pytest.fixture
@@ -127,7 +130,7 @@ async def test_outbound_messages_are_signed_exported_and_rotated(
 ) -> None:
     rd, outbox_dir = signing_daemon
     async with rd.client() as c:
-        r = await c.post("/v1/messages", content=pacs008(msg_id="SIGN-1"), headers={"content-type": "application/xml"})
+        r = await c.post("/v1/messages", content=pacs008(msg_id="SIGN-1"), headers=XML)
         assert r.status_code == 202, r.text
         first_id = r.json()["id"]
     sent = await delivered_file(outbox_dir, "SIGN-1")
@@ -160,7 +163,7 @@ async def test_outbound_messages_are_signed_exported_and_rotated(
         r = await c.post(
             "/v1/messages",
             content=pacs008(msg_id="BARE-1", app_hdr=False),
-            headers={"content-type": "application/xml"},
+            headers=XML,
         )
         assert r.status_code == 202, r.text
     bare = await delivered_file(outbox_dir, "BARE-1")
@@ -180,7 +183,7 @@ async def test_outbound_messages_are_signed_exported_and_rotated(
         while rd.daemon.config.hsm is None or rd.daemon.config.hsm.active != "sig-ec":
             await trio.sleep(0.05)
     async with rd.client() as c:
-        r = await c.post("/v1/messages", content=pacs008(msg_id="SIGN-2"), headers={"content-type": "application/xml"})
+        r = await c.post("/v1/messages", content=pacs008(msg_id="SIGN-2"), headers=XML)
         assert r.status_code == 202, r.text
         second_id = r.json()["id"]
     sent2 = await delivered_file(outbox_dir, "SIGN-2")
@@ -218,9 +221,7 @@ async def test_token_unusable_at_start_readiness_fails_messages_wait_then_go_sig
             assert r.status_code == 503
             assert "PIN" in r.json()["problems"]["hsm"]
         async with rd.client() as c:
-            r = await c.post(
-                "/v1/messages", content=pacs008(msg_id="WAIT-1"), headers={"content-type": "application/xml"}
-            )
+            r = await c.post("/v1/messages", content=pacs008(msg_id="WAIT-1"), headers=XML)
             assert r.status_code == 202, r.text  # accepted: it is durable, and waits for the HSM
             mid = r.json()["id"]
         await trio.sleep(1.0)
@@ -314,5 +315,69 @@ async def test_inbound_signature_required_for_participants_with_certificates(
                 assert report.findtext(".//{*}StsRsnInf/{*}Rsn/{*}Cd") == code
         # The good one went on (its signature kept as the participant made it, inside the inbound original).
         await delivered_file(outbox_dir, "IN-GOOD")
+    finally:
+        await stop(rd)
+
+
+def signer_processes() -> list[int]:
+    """Our child processes that loaded SoftHSM: the signer workers (intake workers never load it)."""
+    me = str(os.getpid())
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+            if fields[1] == me and "libsofthsm2" in (stat.parent / "maps").read_text():
+                out.append(int(stat.parent.name))
+        except OSError:
+            continue
+    return out
+
+
+async def test_hsm_lost_at_runtime_messages_wait_then_go_signed(
+    dev_token: DevToken, tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    assert dev_token.settings.pin_file is not None
+    pin = tmp_path / "runtime.pin"
+    pin.write_text(Path(dev_token.settings.pin_file).read_text())
+    pin.chmod(0o600)
+    rd = await start(tmp_path, nursery, hsm_table(dev_token.settings, pin_file=str(pin)))
+    outbox_dir = tmp_path / "to-bank"
+    try:
+        async with rd.client() as c:
+            r = await c.post("/v1/messages", content=pacs008(msg_id="RT-1"), headers=XML)
+            assert r.status_code == 202, r.text
+        await delivered_file(outbox_dir, "RT-1")
+
+        # The HSM goes away: the signer process dies and a new one cannot log in (the PIN cannot be read).
+        pin.rename(tmp_path / "runtime.pin.away")
+        victims = signer_processes()
+        assert victims, "no signer process found"
+        for pid in victims:
+            os.kill(pid, signal.SIGKILL)
+        async with rd.client() as c:
+            r = await c.post("/v1/messages", content=pacs008(msg_id="RT-2"), headers=XML)
+            assert r.status_code == 202, r.text  # intake stays open: the message is durable and waits
+            mid = r.json()["id"]
+        async with rd.client(None) as anon:
+            with trio.fail_after(WAIT_S):
+                while (await anon.get("/readyz")).status_code != 503:
+                    await trio.sleep(0.1)
+        await trio.sleep(1.0)
+        assert not [f for f in outbox_dir.iterdir() if b"RT-2" in f.read_bytes()], "nothing may leave unsigned"
+        journal = Journal.open(load_config(rd.config_path).journal_path, readonly=True)
+        try:
+            (part,) = journal.outbox(mid)
+            assert part.state == "pending" and journal.attempts(part.id) == []
+        finally:
+            journal.close()
+
+        # The HSM is back: the waiting message is signed and sent, readiness returns.
+        (tmp_path / "runtime.pin.away").rename(pin)
+        sent = await delivered_file(outbox_dir, "RT-2")
+        signxml_verify(sent, certificate(rd.config_path))
+        async with rd.client(None) as anon:
+            with trio.fail_after(WAIT_S):
+                while (await anon.get("/readyz")).status_code != 200:
+                    await trio.sleep(0.1)
     finally:
         await stop(rd)
