@@ -188,7 +188,9 @@ class Reader:
         only repeats the id as an original's (another return, a report) is no original, a message is never
         related to itself, and a rejected candidate counts only when no other one matches the same reference
         (a rejected payment corrected and sent again keeps its ids). "referrer" is exactly the inverse of
-        "original", so `show` of either side tells the same story.
+        "original", so `show` of either side tells the same story. Status reports (REPORT_FAMILIES) are related
+        only as delivery correlated them (`status_received` on the original, `correlated` on the report): their
+        refs may name a return's original as well as the return.
         """
         with self.snapshot():
             me = self.get(message_id)
