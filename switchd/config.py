@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from hsm.settings import HsmSettings, HsmSettingsError
 from switchd.errors import ConfigError
@@ -399,6 +397,10 @@ def _routes(name: str, raw: _File, connectors: set[str]) -> RouteTable:
 
 def _signing_cert(name: str, key: str, path: Path) -> bytes:
     """A participant's signing certificate (PEM file), as DER: what the examiner checks signatures against."""
+    # Imported here: cryptography's x509 costs ~50 ms, which every switchctl command would pay (issue 4).
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
     try:
         pem = path.read_bytes()
     except OSError as exc:

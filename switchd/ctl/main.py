@@ -10,8 +10,6 @@ import argparse
 import json
 import os
 import sys
-import urllib.error
-import urllib.request
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -151,6 +149,9 @@ def _listener(cfg: Config) -> str:
 
 
 def _probe(cfg: Config, path: str) -> tuple[int | None, dict[str, Any] | None]:
+    import urllib.error  # ~50 ms of http.client and email: only for the commands that ask the daemon
+    import urllib.request
+
     scheme = "https" if cfg.http.tls_cert else "http"
     url = f"{scheme}://{_listener(cfg)}{path}"
     try:

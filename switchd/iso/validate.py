@@ -7,7 +7,7 @@ to fetch anything: ISO 20022 schemas are single files, so any import or include 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from lxml import etree
@@ -17,6 +17,9 @@ from switchd.iso.catalogue import Catalogue, MessageDef
 
 _NS_IN_MESSAGE = re.compile(r"\{(?:urn|https?):[^}]*\}")  # namespaces, not regex quantifiers like {1,15}
 _STEP = re.compile(r"^\*(?:\[(\d+)\])?$")
+_NAMED_STEP = r"/[A-Za-z_][\w.-]*:[A-Za-z_][\w.-]*(?:\[\d+\])?"
+_PREFIXED_PATH = re.compile(rf"^(?:{_NAMED_STEP})+$")  # '/p:Document/p:GrpHdr[2]': every step prefixed
+_PREFIX = re.compile(r"/[A-Za-z_][\w.-]*:")
 # The daemon's default: an invalid 5 MB file can hold thousands of errors, and a status report (and the HTTP answer)
 # listing all of them helps nobody; `switchctl validate` asks for every one (limit=None).
 MAX_FINDINGS = 100
@@ -48,12 +51,18 @@ class SchemaSet:
                 xsd = sources[defn.id]
             except KeyError:
                 raise ValueError(f"no schema for {defn.id}") from None
-            tree = etree.fromstring(xsd, _schema_parser()).getroottree()
-            target = tree.getroot().get("targetNamespace")
-            if target != defn.namespace:
-                raise ValueError(f"schema for {defn.id} has targetNamespace {target!r}, expected {defn.namespace}")
-            compiled[defn.id] = etree.XMLSchema(tree)
+            compiled[defn.id] = compile_schema(defn, xsd)
         return cls(compiled)
+
+    @classmethod
+    def on_demand(cls, catalogue: Catalogue, source: Callable[[MessageDef], bytes]) -> SchemaSet:
+        """A set that compiles each schema when a message of its type is first validated (`source` reads the XSD).
+
+        For one-shot tools (`switchctl validate`) that meet one or two message types: compiling all of them is
+        most of their start-up. The daemon compiles every schema at start-up (`compile`), so that a broken schema
+        stops it there and no message waits for a compilation.
+        """
+        return cls(_OnDemand(catalogue, source))
 
     def validate(self, defn: MessageDef, element: etree._Element, *, limit: int | None = MAX_FINDINGS) -> list[Finding]:
         """Validate `element` (a Document or an AppHdr) against its schema; [] when valid.
@@ -95,12 +104,15 @@ class PathNamer:
         self._top = top
         # libxml2 path prefix -> (element, its ISO path), or None when the prefix cannot be resolved
         self._resolved: dict[str, tuple[etree._Element, str] | None] = {}
-        self._steps: dict[etree._Element, tuple[list[etree._Element], list[str]]] = {}
+        self._steps: dict[etree._Element, tuple[list[etree._Element], list[str]]] = {}  # children, their tags
 
     def name(self, libxml_path: str | None) -> str | None:
         """The ISO path of `libxml_path`, or libxml2's own form when a step cannot be resolved (kept, not lost)."""
         if not libxml_path:
             return None
+        if _PREFIXED_PATH.match(libxml_path):
+            # Prefixed documents: libxml2 already names every step, indexed only where the name repeats.
+            return _PREFIX.sub("/", libxml_path)
         found = self._resolve(libxml_path.rstrip("/"))
         return found[1] if found is not None else libxml_path
 
@@ -122,30 +134,56 @@ class PathNamer:
         m = _STEP.match(step)
         if m is None:
             return None  # a prefixed, unqualified or attribute step: keep libxml2's own form
-        children, names = self._children(node)
-        index = int(m.group(1) or 1)  # libxml2 counts every element sibling for '*' steps
-        if index > len(children):
-            return None
-        return children[index - 1], f"{node_path}/{names[index - 1]}"
-
-    def _children(self, node: etree._Element) -> tuple[list[etree._Element], list[str]]:
-        """Element children of `node` and their steps: the local name, indexed only where the name repeats."""
+        if m.group(1) is None:
+            # libxml2 leaves the index out of a '*' step only for an only element child: no siblings to list.
+            only = next(node.iterchildren(etree.Element), None)
+            return None if only is None else (only, f"{node_path}/{only.tag.rpartition('}')[2]}")
         cached = self._steps.get(node)
         if cached is None:
-            children = [c for c in node if isinstance(c.tag, str)]
-            counts: dict[str, int] = {}
-            for c in children:
-                counts[c.tag] = counts.get(c.tag, 0) + 1
-            seen: dict[str, int] = {}
-            names = []
-            for c in children:
-                name = c.tag.rpartition("}")[2]
-                if counts[c.tag] > 1:
-                    seen[c.tag] = seen.get(c.tag, 0) + 1
-                    name = f"{name}[{seen[c.tag]}]"
-                names.append(name)
-            cached = self._steps[node] = (children, names)
-        return cached
+            # Element proxies and tag strings are what costs here (~2 us each): make them once per parent, and
+            # name only the children errors point at.
+            children = list(node.iterchildren(etree.Element))
+            cached = self._steps[node] = (children, [c.tag for c in children])
+        children, tags = cached
+        index = int(m.group(1)) - 1  # libxml2 counts every element sibling for '*' steps
+        if index >= len(children):
+            return None
+        tag = tags[index]
+        name = tag.rpartition("}")[2]
+        if tags.count(tag) > 1:  # the index only where the name repeats among siblings
+            name = f"{name}[{tags[:index].count(tag) + 1}]"
+        return children[index], f"{node_path}/{name}"
+
+
+def compile_schema(defn: MessageDef, xsd: bytes) -> etree.XMLSchema:
+    """Compile one message's XSD, refusing any import or include; its targetNamespace must be the message's."""
+    tree = etree.fromstring(xsd, _schema_parser()).getroottree()
+    target = tree.getroot().get("targetNamespace")
+    if target != defn.namespace:
+        raise ValueError(f"schema for {defn.id} has targetNamespace {target!r}, expected {defn.namespace}")
+    return etree.XMLSchema(tree)
+
+
+class _OnDemand(Mapping[str, etree.XMLSchema]):
+    """Message id -> compiled XSD, each compiled on first use (see `SchemaSet.on_demand`). Not for threads."""
+
+    def __init__(self, catalogue: Catalogue, source: Callable[[MessageDef], bytes]) -> None:
+        self._defs = {d.id: d for d in catalogue}
+        self._source = source
+        self._compiled: dict[str, etree.XMLSchema] = {}
+
+    def __getitem__(self, message_id: str) -> etree.XMLSchema:
+        schema = self._compiled.get(message_id)
+        if schema is None:
+            defn = self._defs[message_id]
+            schema = self._compiled[message_id] = compile_schema(defn, self._source(defn))
+        return schema
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._defs)
+
+    def __len__(self) -> int:
+        return len(self._defs)
 
 
 def named_path(top: etree._Element, libxml_path: str | None) -> str | None:
