@@ -18,6 +18,7 @@ from typing import Protocol
 
 import trio
 
+from hsm.errors import HsmUnavailable
 from switchd.config import ConnectorConfig
 from switchd.connectors import Connector, Delivery, DeliveryFailed
 from switchd.journal import Journal, OutboxConflict, OutboxEntry, OutboxRow, ReportRecord
@@ -198,9 +199,13 @@ class ConnectorWorker:
         name = self.cfg.name
         try:
             prepared = await self.preparer.prepare(row)
-        except Exception as e:  # the HSM is down, say: nothing sent, the row waits
-            log.warning("%s: cannot prepare %s, it waits: %s", name, row.id, e)
+        except HsmUnavailable as e:  # nothing sent, the row waits for the HSM (and readiness says so meanwhile)
+            log.warning("%s: cannot sign %s, it waits: %s", name, row.id, e)
             self.postponed[row.id] = time.monotonic() + min(self.cfg.backoff_max_s, 5.0)
+            return
+        except Exception:  # a bug or a message we cannot build: it waits too, but loudly and less often
+            log.exception("%s: cannot build the bytes of %s; it waits (fix, then replay or restart)", name, row.id)
+            self.postponed[row.id] = time.monotonic() + self.cfg.backoff_max_s
             return
         try:
             attempt, dup = await self.journal.begin_attempt(

@@ -16,6 +16,7 @@ from switchd.config import load_config
 from switchd.daemon import Daemon
 from tests.builders import Tx, pacs008
 from tests.conftest import RunningDaemon, write_config
+from tests.iso.messages import camt029, camt056, pacs004
 
 SIM = """
 [[participants]]
@@ -252,3 +253,23 @@ async def test_a_status_report_that_matches_nothing_is_kept_and_flagged(routed: 
         body = (await c.get(f"/v1/messages/{r.json()['id']}")).json()
     assert body["state"] == "unmatched"
     assert "unmatched" in kinds(body)
+
+
+async def test_every_routed_type_reaches_the_bank(routed: RunningDaemon, tmp_path: Path) -> None:
+    """Not only payments: a return, a cancellation request and its resolution are delivered too (camt.056 and
+    camt.029 have no GrpHdr; their AppHdr is built from Assgnmt/Id)."""
+    messages = {
+        "pacs.004": pacs004(msg_id="RET-9", instg_bic="AAAAUS33XXX", instd_bic="BBBBDEFFXXX"),
+        "camt.056": camt056(assignment_id="CXL-9"),
+        "camt.029": camt029(assignment_id="RSL-9", assigner_bic="AAAAUS33XXX", assignee_bic="BBBBDEFFXXX"),
+    }
+    ids = {}
+    for name, raw in messages.items():
+        r = await post(routed, raw)
+        assert r.status_code == 202, (name, r.text)
+        ids[name] = r.json()["id"]
+    for name, mid in ids.items():
+        body = await wait_for_state(routed, mid, {"delivered", "answered"})
+        assert "delivered" in kinds(body), name
+    received = {r["msg_id"] for r in read_receipts(tmp_path / "receipts.jsonl")}
+    assert {"RET-9", "CXL-9", "RSL-9"} <= received

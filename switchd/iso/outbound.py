@@ -177,19 +177,20 @@ def _in_head_ns(el: etree._Element) -> etree._Element:
 
 
 def document_ids(document: etree._Element) -> tuple[str, str]:
-    """(message id from the namespace, e.g. "pacs.008.001.08"; GrpHdr/MsgId) of a Document: what the AppHdr's
-    MsgDefIdr and BizMsgIdr must say. Raises ValueError when the element is not an ISO 20022 Document with a
-    GrpHdr/MsgId."""
+    """(message id from the namespace, e.g. "pacs.008.001.08"; its identification) of a Document: what the
+    AppHdr's MsgDefIdr and BizMsgIdr must say. The identification is GrpHdr/MsgId, or Assgnmt/Id for the
+    investigation messages (camt.056, camt.029), which have no group header. Raises ValueError when the element is
+    not an ISO 20022 Document with either."""
     ns = namespace_of(document)
     if local_name(document) != "Document" or not ns.startswith(ISO_NS_PREFIX):
         raise ValueError(f"not an ISO 20022 Document: {document.tag}")
     q = "{" + ns + "}"
     for body in document:
-        grp = body.find(q + "GrpHdr")
-        msg_id = grp.findtext(q + "MsgId") if grp is not None else None
-        if msg_id and msg_id.strip():
-            return ns[len(ISO_NS_PREFIX) :], msg_id.strip()
-    raise ValueError("the Document has no GrpHdr/MsgId")
+        for path in ("GrpHdr/MsgId", "Assgnmt/Id"):
+            msg_id = body.findtext(q + path.replace("/", "/" + q))
+            if msg_id and msg_id.strip():
+                return ns[len(ISO_NS_PREFIX) :], msg_id.strip()
+    raise ValueError("the Document has no GrpHdr/MsgId (nor Assgnmt/Id)")
 
 
 def build_envelope(app_hdr: etree._Element, document: etree._Element | bytes) -> bytes:

@@ -28,6 +28,7 @@ from switchd.iso.refs import extract_refs
 from switchd.iso.xml import parse_message
 from switchd.schemas import load_schemas
 from tests.builders import SCHEMAS, PmtInf, make_txs, message_def, pacs008, pain001
+from tests.iso.messages import camt029, camt056
 
 SWITCH = "SWCHGB2LXXX"
 BANK = "BBBBDEFFXXX"
@@ -321,3 +322,14 @@ def test_stored_bytes_keep_their_declaration_and_trailing_newline() -> None:
     marked = set_possible_duplicate(stored)
     assert marked.startswith(b'<?xml version="1.0" encoding="utf-8"?>\n<BizMsg') and marked.endswith(b"</BizMsg>\n")
     assert set_possible_duplicate(marked, False) == stored
+
+
+def test_investigation_messages_are_identified_by_their_assignment(examiner: Examiner) -> None:
+    """camt.056 / camt.029 have no GrpHdr: Assgnmt/Id is what the AppHdr's BizMsgIdr says (else never delivered)."""
+    for raw, expected in ((camt056(assignment_id="CXL-9"), ("camt.056.001.08", "CXL-9")),
+                          (camt029(assignment_id="RSL-9"), ("camt.029.001.09", "RSL-9"))):  # fmt: skip
+        document = etree.fromstring(raw)
+        assert document_ids(document) == expected
+        envelope = outbound_envelope(document, fr_bic=SWITCH, to_bic=BANK, cre_dt=NOW)
+        assert_accepted(examiner, envelope)
+        assert header(envelope).findtext(Q + "BizMsgIdr") == expected[1]
