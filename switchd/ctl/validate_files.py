@@ -1,14 +1,15 @@
 """Offline validation for `switchctl validate`: the daemon's own parse, schema and rule checks, on files.
 
-Every error is listed (the daemon's reports stop at `validate.MAX_FINDINGS`). A file with schema errors is
-answered from `switchd.iso` alone, as the daemon's examiner would answer it (it never runs the rules on a
-schema-invalid message); only schema-valid files go on to the examiner itself for sender authority and the
-business rules. Why: the examiner's module pulls in the journal and trio (~0.5 s of imports), which would be most
-of the one-second budget for a 5 MB invalid file (issue 4).
+Every error is listed (the daemon's reports stop at `validate.MAX_FINDINGS`). `FileValidator` runs the examiner's
+checks (`switchd.examine.Examiner.examine`: the same functions, in the same order, stopping where it stops) on one
+parsed tree, and tests/ctl/test_validate_files.py holds the two to the same answers. Why not call the examiner: it
+parses and validates again from bytes, and its module pulls in the journal and trio (~0.4 s of imports); together
+that was most of the one-second budget for a 5 MB invalid file (issue 4).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,50 +18,40 @@ from lxml import etree
 from switchd.errors import Finding, Rejection
 from switchd.iso.catalogue import Catalogue, MessageDef
 from switchd.iso.validate import SchemaSet
-from switchd.iso.xml import local_name, parse_message
+from switchd.iso.xml import ParsedMessage, local_name, parse_message
 
 if TYPE_CHECKING:
     from switchd.config import Participant
-    from switchd.examine import Examiner
 
 MAX_FILE_BYTES = 512 * 1024 * 1024  # offline: the operator chose the file; only guard against the absurd
 
 
 class FileValidator:
-    """Validates files against one catalogue and schema set; the examiner is built on first need."""
+    """Validates files against one catalogue and schema set, as the daemon's examiner would, listing every error."""
 
     def __init__(self, catalogue: Catalogue, schemas: SchemaSet) -> None:
         self.catalogue = catalogue
         self.schemas = schemas
-        self._examiner: Examiner | None = None
 
     def validate(self, raw: bytes, sender_bics: frozenset[str] | None) -> dict[str, Any]:
-        """{valid, message_type, msg_id, errors}: every error of `raw`, each as `Finding.as_json()`."""
-        schema_errors = self._schema_errors(raw)
-        if schema_errors is not None:
-            return schema_errors
-        exam = self._examiner_for().examine(raw, sender_bics)
-        rej = exam.rejection
-        return {
-            "valid": rej is None,
-            "message_type": exam.defn.id if exam.defn else None,
-            "msg_id": exam.msg_id,
-            "errors": [f.as_json() for f in rej.findings] if rej else [],
-        }
+        """{valid, message_type, msg_id, errors}: every error of `raw`, each as `Finding.as_json()`.
 
-    def _schema_errors(self, raw: bytes) -> dict[str, Any] | None:
-        """The answer for a file that is not well-formed or breaks its schema; None when the examiner must decide.
-
-        Mirrors the start of `Examiner.examine` (tests/ctl/test_validate_files.py holds the two to the same
-        answers), but asks for every schema error instead of the daemon's first `MAX_FINDINGS`.
+        `sender_bics` None skips the sender-authority check, as in the examiner.
         """
         try:
             parsed = parse_message(raw, max_bytes=MAX_FILE_BYTES)
         except Rejection as rej:
-            return {"valid": False, "message_type": None, "msg_id": None, "errors": _as_json(rej.findings)}
+            return _answer(None, None, rej.findings)
         defn = self.catalogue.by_namespace(parsed.namespace)
         if defn is None or defn.role == "header":
-            return None  # unsupported message: the examiner's own wording
+            detail = f"unsupported message: no schema for namespace {parsed.namespace!r}"
+            return _answer(None, None, [Finding("FF01", detail, path="/Document")])
+        findings = self._schema_findings(defn, parsed)
+        if findings:
+            return _answer(defn, _msg_id(parsed.document), findings)
+        return self._rules(defn, parsed, sender_bics)
+
+    def _schema_findings(self, defn: MessageDef, parsed: ParsedMessage) -> list[Finding]:
         findings = self.schemas.validate(defn, parsed.document, limit=None)
         if parsed.app_hdr is not None:
             hdr_def = self.catalogue.header(parsed.app_hdr_namespace or "")
@@ -70,21 +61,20 @@ class FileValidator:
                 )
             else:
                 findings += self.schemas.validate(hdr_def, parsed.app_hdr, limit=None)
-        if not findings:
-            return None
-        return {
-            "valid": False,
-            "message_type": defn.id,
-            "msg_id": _msg_id(parsed.document),
-            "errors": _as_json(findings),
-        }
+        return findings
 
-    def _examiner_for(self) -> Examiner:
-        if self._examiner is None:
-            from switchd.examine import Examiner  # heavy (journal, trio): only for schema-valid files
+    def _rules(self, defn: MessageDef, parsed: ParsedMessage, sender_bics: frozenset[str] | None) -> dict[str, Any]:
+        """Sender authority (refused before content, as the daemon does), then the business rules."""
+        # Imported here: the rules' registries (IBAN, BIC, currencies) are not needed to list schema errors.
+        from switchd.iso.refs import extract_refs
+        from switchd.iso.rules import check_rules, check_sender_authority
 
-            self._examiner = Examiner(self.catalogue, self.schemas, MAX_FILE_BYTES)
-        return self._examiner
+        refs = extract_refs(defn, parsed.document)
+        if sender_bics is not None:
+            forbidden = check_sender_authority(defn, parsed.document, refs, parsed.app_hdr, sender_bics)
+            if forbidden:
+                return _answer(defn, refs.msg_id, forbidden)
+        return _answer(defn, refs.msg_id, check_rules(defn, parsed.document, refs, parsed.app_hdr))
 
 
 def validate_files(schema_dir: Path, files: list[Path], participant: Participant | None) -> list[dict[str, Any]]:
@@ -116,8 +106,13 @@ def on_demand_schemas(schema_dir: Path) -> tuple[Catalogue, SchemaSet]:
     return catalogue, SchemaSet.on_demand(catalogue, source)
 
 
-def _as_json(findings: tuple[Finding, ...] | list[Finding]) -> list[dict[str, Any]]:
-    return [f.as_json() for f in findings]
+def _answer(defn: MessageDef | None, msg_id: str | None, findings: Sequence[Finding]) -> dict[str, Any]:
+    return {
+        "valid": not findings,
+        "message_type": defn.id if defn else None,
+        "msg_id": msg_id,
+        "errors": [f.as_json() for f in findings],
+    }
 
 
 def _msg_id(document: etree._Element) -> str | None:
