@@ -6,7 +6,8 @@ Prints, in one run on the same generated file (pretty-printed pain.001.001.09, `
 blocks of 100, about 4 schema errors in every 7 transactions: bad BIC, too many decimals, bad currency code,
 unknown element):
 
-1. the CLI as a new process (`switchctl validate FILE`, what an operator types): wall time of each run, median
+1. the CLI as a new process (`switchctl validate FILE`, what an operator types): wall time of each run, median;
+   the same for a schema-valid file of the same size whose errors only the business rules find (bad IBANs)
 2. the number of errors it listed, checked against the number injected (and each one's line and path)
 3. a new process that only imports switchctl and compiles the schemas `validate` needs (pain.001) — the fixed
    cost — and one that imports and compiles all of them (`load_schemas`, what the daemon does at start-up),
@@ -40,6 +41,7 @@ REPO = Path(__file__).resolve().parent.parent
 SCHEMAS = REPO / "schemas" / "iso20022"
 SWITCHCTL = REPO / ".venv" / "bin" / "switchctl"
 PAIN_NS = ISO_NS + "pain.001.001.09"
+BAD_IBAN = "GB00NWBK60161331926819"  # matches the schema's pattern, fails the check digits
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,18 @@ def invalid_pain001(n_txs: int, per_pmt_inf: int = 100, app_hdr: bool = False) -
     if app_hdr:
         injected.append(Injected(lines["<BICFI>bad-fr</BICFI>"], "/AppHdr/Fr/FIId/FinInstnId/BICFI", "bad-fr"))
     return data, injected
+
+
+def rule_invalid_pain001(n_txs: int, per_pmt_inf: int = 100) -> bytes:
+    """A schema-valid pain.001 of `n_txs` transactions whose every 7th creditor IBAN has wrong check digits (AC03):
+    the business rules, not the schema, find its errors."""
+    txs = [
+        Tx(end_to_end_id=f"E2E-{i}", tx_id=None, creditor_iban=BAD_IBAN if i % 7 == 0 else Tx.creditor_iban)
+        for i in range(1, n_txs + 1)
+    ]
+    blocks = [txs[b : b + per_pmt_inf] for b in range(0, n_txs, per_pmt_inf)]
+    pmt_infs = [PmtInf(pmt_inf_id=f"PI-{b}", txs=block) for b, block in enumerate(blocks)]
+    return pain001(msg_id="PAIN-R", pmt_infs=pmt_infs, pretty=True)
 
 
 # -- measuring ------------------------------------------------------------------------------------------------------
@@ -169,6 +183,19 @@ def main(argv: Sequence[str] | None = None) -> None:
             if proc.returncode != 1:
                 raise SystemExit(f"switchctl validate exited {proc.returncode}: {proc.stderr.decode()[-2000:]}")
         print(f"1. switchctl validate (new process, text output):  {_spread(times)}")
+
+        rules = work / "rules.xml"
+        rules.write_bytes(rule_invalid_pain001(args.txs))
+        rules_cli = [str(SWITCHCTL), "--config", str(config), "validate", str(rules)]
+        rule_times = []
+        for _ in range(args.runs):
+            elapsed, proc = _wall(rules_cli, env)
+            rule_times.append(elapsed)
+        rule_errors = len(proc.stdout.splitlines()) - 1
+        print(
+            f"   same size, schema-valid, {rule_errors} business-rule errors (AC03 IBANs, "
+            f"{rules.stat().st_size / 1e6:.2f} MB):  {_spread(rule_times)}"
+        )
 
         _, proc = _wall(cli_json, env)
         errors = json.loads(proc.stdout)[0]["errors"]
