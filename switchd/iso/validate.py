@@ -1,7 +1,8 @@
 """XSD validation with lxml: schemas compiled once at start-up, each error with its line, named path and reason.
 
 Schema files are read by the caller (no IO here beyond what `SchemaSet.compile` is handed); compilation refuses
-to fetch anything: ISO 20022 schemas are single files, so any import or include is an error.
+to fetch anything: ISO 20022 schemas are single files, so any import or include is an error. libxml2 reports every
+error it meets, except inside an element whose content is already out of order (it skips the rest of that element).
 """
 
 from __future__ import annotations
