@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import trio
 import trio.testing
 
 from switchd.errors import JournalError
-from switchd.journal import Journal, Stored, open_journal
+from switchd.journal import Conflict, Idempotent, InboundRecord, Journal, Stored, open_journal
 
 from .factory import make_record
 
@@ -141,3 +142,60 @@ async def test_batch_cap_bounds_transactions(db_path: Path) -> None:
     assert stats.ops == 40
     assert stats.largest_batch <= 4
     assert stats.commits >= 10
+
+
+async def test_a_batch_run_again_after_a_failure_keeps_every_outcome(journal: Journal) -> None:
+    """The writer runs a batch without savepoints and, when one operation fails, runs it again with one savepoint
+    per operation: the others' outcomes (stored, idempotent, conflict, decided against rows of the same batch) and
+    their pins must be those of a single run."""
+    await journal.commit_inbound(make_record("OLD", msg_id="MSG-OLD", raw=b"<old/>"))
+    gate = threading.Event()
+    writer = journal._writer  # the test holds the writer thread so that the next operations form one batch
+    assert writer is not None
+    outcomes: dict[str, object] = {}
+
+    async def submit(key: str, record: InboundRecord) -> None:
+        try:
+            outcomes[key] = await journal.commit_inbound(record)
+        except JournalError as e:
+            outcomes[key] = e
+
+    before = journal.statistics()
+    async with trio.open_nursery() as nursery:
+        entered = threading.Event()
+
+        def hold(tx: object) -> None:
+            entered.set()
+            gate.wait(10)
+
+        nursery.start_soon(writer.submit, hold)
+        await trio.to_thread.run_sync(entered.wait, 10)  # the writer thread is inside the gate's batch
+        batch = {
+            "new": make_record("A", msg_id="MSG-A", raw=b"<a/>", refs=(("uetr", "u-a"),)),
+            "same-batch-resubmission": make_record("A2", msg_id="MSG-A", raw=b"<a/>"),
+            "same-batch-conflict": make_record("A3", msg_id="MSG-A", raw=b"<other/>"),
+            "old-resubmission": make_record("OLD2", msg_id="MSG-OLD", raw=b"<old/>"),
+            "reused-id": make_record("OLD", msg_id="MSG-X"),  # the insert fails: the batch runs again
+            "after": make_record("B", msg_id="MSG-B", raw=b"<b/>"),
+        }
+        for key, record in batch.items():
+            nursery.start_soon(submit, key, record)
+            await trio.testing.wait_all_tasks_blocked()  # queued in this order
+        gate.set()
+
+    after = journal.statistics()
+    assert after.commits - before.commits == 2  # the gate's batch, then all six in one transaction
+    assert after.failed_ops - before.failed_ops == 1
+    assert isinstance(outcomes.pop("reused-id"), JournalError)
+    assert outcomes["new"] == Stored("A") and outcomes["after"] == Stored("B")
+    resubmission, conflict = outcomes["same-batch-resubmission"], outcomes["same-batch-conflict"]
+    assert isinstance(resubmission, Idempotent) and resubmission.original.id == "A"
+    assert isinstance(conflict, Conflict) and conflict.original.id == "A"
+    old = outcomes["old-resubmission"]
+    assert isinstance(old, Idempotent) and old.original.id == "OLD"
+    assert [e.kind for e in journal.events("A")] == ["received", "validated", "accepted", "resubmitted"]
+    assert journal.get("A2") is None and journal.get("A3") is None
+    assert journal.refs("A") == [("uetr", "u-a")]
+    assert journal.get("OLD") is not None and journal.get("OLD").msg_id == "MSG-OLD"  # type: ignore[union-attr]
+    result = journal.verify()
+    assert result.ok, result.problems  # no hole in the chain, every pin as written
