@@ -130,7 +130,8 @@ class SigningService:
 
     def __init__(self, settings: HsmSettings, *, workers: int | None = None, batch_max: int | None = None) -> None:
         self._settings = settings
-        self.workers = workers or settings.workers or (os.cpu_count() or 1)
+        # Default cores - 1, like the intake workers: the daemon's own thread (HTTP, journal, delivery) keeps a core.
+        self.workers = workers or settings.workers or max(1, (os.cpu_count() or 1) - 1)
         self.batch_max = batch_max or settings.batch_max
         self._send, self._receive = trio.open_memory_channel[_Pending](math.inf)
         self._slots = trio.Semaphore(self.workers)

@@ -51,7 +51,7 @@ class HsmSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     login_lock: str | None = None  # file locked around C_Login; default <data_dir>/hsm/login.lock
     keys: tuple[KeySettings, ...] = ()
     active: str | None = None  # label of the key that signs outbound messages; default: the only key
-    workers: int | None = None  # signer processes; None: one per core
+    workers: int | None = None  # signer processes; None: cores - 1 (at least 1)
     batch_max: int = 32  # messages per job sent to a signer process
 
     def key(self, label: str) -> KeySettings:
