@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import trio
 from lxml import etree
 
 from switchd.config import Config
@@ -104,7 +103,7 @@ class Correlator:
         now = self.clock()
         candidates: list[OutboxRow] = []
         if refs.original_msg_id:
-            candidates = await trio.to_thread.run_sync(self.journal.outbox_by_msg_id, refs.original_msg_id)
+            candidates = self.journal.outbox_by_msg_id(refs.original_msg_id)  # indexed: cheaper than a thread hop
         mine = [r for r in candidates if self.connector_participant(r.connector) == participant]
         if not mine:
             why = (

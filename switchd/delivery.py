@@ -181,7 +181,8 @@ class ConnectorWorker:
         now_mono = time.monotonic()
         self.postponed = {k: v for k, v in self.postponed.items() if v > now_mono}
         limit = n + len(self.inflight) + len(self.postponed)
-        rows = await trio.to_thread.run_sync(self.journal.due, self.cfg.name, rfc3339(self.clock()), limit)
+        # Inline, not in a thread: an indexed read of a few rows costs less than the ~0.2-0.4 ms thread hop.
+        rows = self.journal.due(self.cfg.name, rfc3339(self.clock()), limit)
         return [r for r in rows if r.id not in self.inflight and r.id not in self.postponed][:n]
 
     def _start(self, nursery: trio.Nursery, row: OutboxRow) -> None:
@@ -295,7 +296,7 @@ class DeadlineWatch:
         while True:
             self._wakeup = trio.Event()
             now = self.clock()
-            overdue, nxt = await trio.to_thread.run_sync(self._read, rfc3339(now))
+            overdue, nxt = self._read(rfc3339(now))  # two indexed reads: cheaper inline than a thread hop
             for row in overdue:
                 why = f"no answer from {row.connector} by the deadline {row.deadline_at}"
                 report, originator = await self.reporter.rejection(row.message_id, row.tx_indexes, TIMEOUT, why, now)
