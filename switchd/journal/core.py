@@ -33,7 +33,7 @@ from switchd.journal.records import (
 )
 from switchd.journal.schema import check_version, connect_reader, connect_writer, migrate
 from switchd.journal.verify import verify
-from switchd.journal.writer import DEFAULT_BATCH_CAP, Writer
+from switchd.journal.writer import DEFAULT_BATCH_CAP, DEFAULT_COMMIT_DELAY, Writer
 
 
 class Journal:
@@ -47,11 +47,19 @@ class Journal:
         self._writer = writer
 
     @classmethod
-    def open(cls, path: Path, *, readonly: bool = False, batch_cap: int = DEFAULT_BATCH_CAP) -> Journal:
+    def open(
+        cls,
+        path: Path,
+        *,
+        readonly: bool = False,
+        batch_cap: int = DEFAULT_BATCH_CAP,
+        commit_delay: float = DEFAULT_COMMIT_DELAY,
+    ) -> Journal:
         """Open (read-write: create and migrate) the journal at `path`. Blocking: in trio, call it in a thread.
 
         Raises JournalError if the file cannot be opened, is not a journal, has a newer schema, or (read-only) is
-        missing or not yet migrated.
+        missing or not yet migrated. `batch_cap` bounds the operations of one transaction; `commit_delay` (seconds)
+        is how long the writer waits for more of them under load (0: never; see writer.py).
         """
         path = Path(path)
         if readonly:
@@ -67,7 +75,7 @@ class Journal:
         except BaseException:
             conn.close()
             raise
-        return cls(path, ReaderPool(path), Writer(conn, path, batch_cap))
+        return cls(path, ReaderPool(path), Writer(conn, path, batch_cap, commit_delay))
 
     # --- life cycle ----------------------------------------------------------------------------------------
 
@@ -329,9 +337,11 @@ class Journal:
 
 
 @asynccontextmanager
-async def open_journal(path: Path, *, batch_cap: int = DEFAULT_BATCH_CAP) -> AsyncIterator[Journal]:
+async def open_journal(
+    path: Path, *, batch_cap: int = DEFAULT_BATCH_CAP, commit_delay: float = DEFAULT_COMMIT_DELAY
+) -> AsyncIterator[Journal]:
     """Open (creating or migrating), start the writer; on exit commit what is queued and close."""
-    journal = await trio.to_thread.run_sync(lambda: Journal.open(path, batch_cap=batch_cap))
+    journal = await trio.to_thread.run_sync(lambda: Journal.open(path, batch_cap=batch_cap, commit_delay=commit_delay))
     try:
         await journal.start()
         yield journal

@@ -1,7 +1,8 @@
 """The write operations, as the SQL the writer thread runs for each one inside its batch transaction.
 
 Hot path: plain stdlib cursor calls, not sqlite-utils' insert helpers (NOTES: those cost 10-20% here).
-Each function runs inside its own SAVEPOINT; whatever it raises fails that operation alone.
+Whatever a function raises fails that operation alone (see writer.py: the batch runs again with a SAVEPOINT per
+operation).
 """
 
 from __future__ import annotations
@@ -49,22 +50,73 @@ _INSERT_REPORT = (
 
 
 class Tx:
-    """The open batch transaction: the cursor and the chain head, advanced one event at a time."""
+    """The open batch transaction: the cursor and the chain head, advanced one event at a time.
+
+    New message, ref and event rows are held back and inserted with one executemany per table for the whole batch
+    (each sqlite3 call releases and retakes the GIL, a thread switch when the trio thread is waiting for it on the
+    same core). Reading `cur` inserts what is held first, so any other statement sees every row written before
+    it; the key check reads the held messages itself (`find_key_holder`). A held row that fails to insert fails at
+    the next `flush`: the writer then runs the batch again with a flush per operation, so the error is its own.
+    """
 
     def __init__(self, cur: sqlite3.Cursor, seq: int, head: str) -> None:
-        self.cur = cur
+        self._cur = cur
         self.seq = seq
         self.head = head
+        self._messages: list[tuple[Any, ...]] = []
+        self._refs: list[tuple[str, str, str]] = []
+        self._events: list[tuple[Any, ...]] = []
+        # (participant, family, msg_id) -> the MESSAGE_COLUMNS values of a held message that holds the key
+        self._held_keys: dict[tuple[str, str, str], tuple[Any, ...]] = {}
+
+    @property
+    def cur(self) -> sqlite3.Cursor:
+        """The cursor, with every held row inserted (use it for any statement other than the held inserts)."""
+        if self._messages or self._refs or self._events:
+            self.flush()
+        return self._cur
+
+    def flush(self) -> None:
+        """Insert the held rows: messages first, for the foreign keys of refs and events."""
+        messages, refs, events = self._messages, self._refs, self._events
+        self._messages, self._refs, self._events = [], [], []
+        self._held_keys.clear()
+        if messages:
+            self._cur.executemany(_INSERT_MESSAGE, messages)
+        if refs:
+            self._cur.executemany(_INSERT_REF, refs)
+        if events:
+            self._cur.executemany(_INSERT_EVENT, events)
+
+    def discard(self) -> None:
+        """Drop the held rows (of an operation being rolled back)."""
+        self._messages, self._refs, self._events = [], [], []
+        self._held_keys.clear()
+
+    def find_key_holder(self, participant: str, family: str, msg_id: str) -> tuple[Any, ...] | None:
+        """The MESSAGE_COLUMNS values of the accepted message holding this key, held or stored, or None."""
+        held = self._held_keys.get((participant, family, msg_id))
+        if held is not None:
+            return held
+        row: tuple[Any, ...] | None = self._cur.execute(_FIND_KEY_HOLDER, (participant, family, msg_id)).fetchone()
+        return row
+
+    def insert_message(self, row: tuple[Any, ...], refs: Sequence[tuple[str, str]], holds_key: bool) -> None:
+        """Hold a message row (in _INSERT_MESSAGE's column order) and its refs for the next flush."""
+        self._messages.append(row)
+        mid = row[0]
+        self._refs.extend((mid, kind, value) for kind, value in refs)
+        if holds_key:
+            self._held_keys[(row[1], row[6], row[7])] = row[: len(_MESSAGE_FIELDS)]
 
     def add_events(self, message_id: str, events: Sequence[TimedEvent]) -> None:
-        rows = []
+        rows = self._events
         for at, kind, detail in events:
             detail_json = canonical_json(detail)
             seq = self.seq + 1
             digest = event_hash(self.head, seq, message_id, at, kind, detail_json)
             rows.append((seq, message_id, at, kind, detail_json, self.head, digest))
             self.seq, self.head = seq, digest
-        self.cur.executemany(_INSERT_EVENT, rows)
 
 
 def timed(events: Sequence[Event], default_at: str | None) -> list[TimedEvent]:
@@ -90,7 +142,8 @@ def store_inbound(tx: Tx, rec: InboundRecord, events: Sequence[TimedEvent]) -> C
     _check_record(rec, events)
     holds_key = rec.state == "accepted" and rec.family is not None and rec.msg_id is not None
     if holds_key:
-        row = tx.cur.execute(_FIND_KEY_HOLDER, (rec.participant, rec.family, rec.msg_id)).fetchone()
+        assert rec.family is not None and rec.msg_id is not None
+        row = tx.find_key_holder(rec.participant, rec.family, rec.msg_id)
         if row is not None:
             original = message_row(dict(zip(_MESSAGE_FIELDS, row, strict=True)))
             if original.sha256 != rec.sha256:
@@ -115,28 +168,26 @@ def store_inbound(tx: Tx, rec: InboundRecord, events: Sequence[TimedEvent]) -> C
         "http_status": rec.http_status,
         "holds_key": int(holds_key),
     }
-    tx.cur.execute(
-        _INSERT_MESSAGE,
-        (
-            rec.id,
-            rec.participant,
-            rec.channel,
-            rec.channel_ref,
-            rec.received_at,
-            rec.message_type,
-            rec.family,
-            rec.msg_id,
-            rec.state,
-            rec.http_status,
-            verdict_json,
-            rec.sha256,
-            int(holds_key),
-            rec.raw,
-        ),
+    # In _INSERT_MESSAGE's order, which starts with MESSAGE_COLUMNS' (find_key_holder answers with that prefix).
+    row = (
+        rec.id,
+        rec.participant,
+        rec.channel,
+        rec.channel_ref,
+        rec.received_at,
+        rec.message_type,
+        rec.family,
+        rec.msg_id,
+        rec.state,
+        rec.http_status,
+        verdict_json,
+        rec.sha256,
+        int(holds_key),
+        rec.raw,
     )
-    if rec.refs:
-        # A bulk message may repeat a reference; one row per distinct (kind, value) is what search needs.
-        tx.cur.executemany(_INSERT_REF, [(rec.id, kind, value) for kind, value in rec.refs])
+    # A bulk message may repeat a reference; one row per distinct (kind, value) is what search needs (INSERT OR
+    # IGNORE drops the repeats).
+    tx.insert_message(row, rec.refs, holds_key)
     # The row as stored, pinned in the chain by the `received` event (which _check_record made events[0]).
     events[0][2][JOURNAL_KEY] = message_pin(columns, rec.state, verdict_json, rec.refs)
     if rec.report is not None:
@@ -208,7 +259,8 @@ def _report_columns(report: ReportRecord, participant: str) -> dict[str, Any]:
 
 def _insert_report(tx: Tx, message_id: str, report: ReportRecord, participant: str) -> tuple[int, str]:
     digest = hashlib.sha256(report.xml).hexdigest()
-    tx.cur.execute(
+    cur = tx.cur  # once: inserting held rows on a second access would change lastrowid
+    cur.execute(
         _INSERT_REPORT,
         (
             message_id,
@@ -222,7 +274,7 @@ def _insert_report(tx: Tx, message_id: str, report: ReportRecord, participant: s
             report.xml,
         ),
     )
-    seq = tx.cur.lastrowid
+    seq = cur.lastrowid
     assert seq is not None
     return seq, digest
 
