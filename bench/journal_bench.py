@@ -67,6 +67,7 @@ def bench_direct(path: Path, n: int) -> float:
         seq, head = cur.execute("SELECT seq, hash FROM chain_head WHERE id = 1").fetchone()
         tx = writes.Tx(cur, seq, head)
         writes.store_inbound(tx, rec, writes.timed(rec.events, rec.received_at))
+        tx.flush()  # Tx holds new rows back until the end of the batch (see writes.Tx)
         cur.execute("UPDATE chain_head SET seq = ?, hash = ? WHERE id = 1", (tx.seq, tx.head))
         cur.execute("COMMIT")
     elapsed = time.perf_counter() - started

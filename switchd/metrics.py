@@ -19,6 +19,8 @@ class Metrics:
 
     def __post_init__(self) -> None:
         r = self.registry
+        self._message_children: dict[tuple[str, str, str], Counter] = {}
+        self._intake_children: dict[str, Histogram] = {}
         self.messages = Counter(
             "switchd_messages",
             "Inbound messages by channel, message type and outcome",
@@ -55,6 +57,20 @@ class Metrics:
         self.status_reports = Counter(
             "switchd_bank_status_reports", "Status reports from banks by outcome", ["outcome"], registry=r
         )
+
+    def message_done(self, channel: str, message_type: str, outcome: str, seconds: float) -> None:
+        """Count one inbound message and observe its intake latency (the pipeline calls this once per message)."""
+        # labels() builds and looks up a key under a lock on every call (~3 us each here); the children are kept
+        # per label values instead. Bounded: channels x message types x outcomes is a small, fixed set.
+        key = (channel, message_type, outcome)
+        counter = self._message_children.get(key)
+        if counter is None:
+            counter = self._message_children[key] = self.messages.labels(channel, message_type, outcome)
+        counter.inc()
+        histogram = self._intake_children.get(channel)
+        if histogram is None:
+            histogram = self._intake_children[channel] = self.intake_seconds.labels(channel)
+        histogram.observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

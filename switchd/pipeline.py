@@ -114,8 +114,9 @@ class Pipeline:
             outcome.msg_id or "-",
             f" ({verdict.summary})" if outcome.state == "rejected" else "",
         )
-        self.metrics.messages.labels(inbound.channel, outcome.message_type or "unknown", outcome.state).inc()
-        self.metrics.intake_seconds.labels(inbound.channel).observe(time.perf_counter() - started)
+        self.metrics.message_done(
+            inbound.channel, outcome.message_type or "unknown", outcome.state, time.perf_counter() - started
+        )
         return outcome
 
     async def _record(self, mid: str, inbound: Inbound, verdict: Verdict) -> Outcome:
