@@ -33,6 +33,7 @@ from hsm.signer import SignedMessage, Signer
 from hsm.xmldsig import Verified, verify_envelope
 
 _DER = Encoding.DER
+ANSWER_TIMEOUT_S = 30.0  # the longest a caller waits for its batch to be signed
 
 # --- worker process side ------------------------------------------------------------------------------------
 
@@ -257,10 +258,13 @@ class SigningService:
         pendings = [_Pending(item) for item in items]
         for p in pendings:
             self._send.send_nowait(p)  # unbounded: callers (delivery workers) bound how much they hand over
-        # Shielded: once queued the job will run; an abandoned waiter would only lose its answer.
-        with trio.CancelScope(shield=True):
+        # Shielded: once queued the job will run; an abandoned waiter would only lose its answer. Bounded: a token
+        # that hangs (a network HSM gone quiet) must not hold up delivery, or shutdown, for ever.
+        with trio.CancelScope(shield=True), trio.move_on_after(ANSWER_TIMEOUT_S):
             for p in pendings:
                 await p.done.wait()
+        if not all(p.done.is_set() for p in pendings):
+            raise HsmUnavailable(f"no answer from the signer processes within {ANSWER_TIMEOUT_S:g} s")
         out = []
         for p in pendings:
             assert p.result is not None

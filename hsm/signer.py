@@ -73,8 +73,13 @@ class Signer:
         for data in envelopes:
             try:
                 signed = sign_envelope(data, key.signing, lambda si: self.token.sign(label, si))
+            except HsmUnavailable:
+                raise
             except SigningError as exc:
                 out.append(exc)
+                continue
+            except Exception as exc:  # e.g. lxml refusing to canonicalise this envelope: its fault, not the token's
+                out.append(SigningError(f"cannot sign this envelope: {type(exc).__name__}: {exc}"))
                 continue
             out.append(SignedMessage(signed, label, key.spec.algorithm, fingerprint))
         return out

@@ -6,6 +6,7 @@ limits.drain_timeout_s), cancel the listeners, then close the journal, which flu
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -245,7 +246,13 @@ class Daemon:
                     or new.hsm is None
                     or _hsm_connection(new.hsm) != _hsm_connection(self.config.hsm)
                 ):
-                    log.warning("reload: turning signing on or off, or another token or module, needs a restart")
+                    # Kept as running, so the next reload sees (and warns about) the same difference again and a
+                    # later key rotation cannot slip the token or PIN change in with it.
+                    log.warning(
+                        "reload: turning signing on or off, or another token, module or PIN source, needs a restart; "
+                        "signing stays as it was"
+                    )
+                    new = dataclasses.replace(new, hsm=self.config.hsm)
                 else:
                     # Key rotation: the next batches sign with the new active key; the journal records each label.
                     self.signing.reload(new.hsm)

@@ -31,6 +31,7 @@ POLL_S = 1.0  # the longest a worker sleeps without looking (replays by switchct
 OFFLINE = "AB08"  # "Creditor Agent is not online": the bank could not be reached, retries exhausted
 REFUSED = "AB09"  # "Error at Creditor Agent": the bank refused the bytes (a non-retryable delivery failure)
 TIMEOUT = "AB06"  # "Transaction stopped due to timeout at the Instructed Agent"
+HSM_PROBE_S = 5.0  # while the HSM cannot sign, each worker tries one message this often
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,7 @@ class ConnectorWorker:
         self.breaker = Breaker(cfg.breaker_failures, cfg.breaker_cooldown_s)
         self.inflight: set[str] = set()
         self.postponed: dict[str, float] = {}  # outbox id -> monotonic time before which it is not prepared again
+        self.paused_until = 0.0  # monotonic: no new attempt before (the HSM could not sign)
         self.delivered = 0
         self.failed_attempts = 0
         self._wakeup = trio.Event()
@@ -161,6 +163,9 @@ class ConnectorWorker:
 
     async def _start_due(self, nursery: trio.Nursery) -> float:
         """Start what is due and may start; return how long to sleep unless woken."""
+        paused = self.paused_until - time.monotonic()
+        if paused > 0:
+            return paused
         if self.breaker.state != "closed":
             if not self.inflight and self.breaker.allow():
                 rows = await self._due(1)
@@ -200,9 +205,11 @@ class ConnectorWorker:
         name = self.cfg.name
         try:
             prepared = await self.preparer.prepare(row)
-        except HsmUnavailable as e:  # nothing sent, the row waits for the HSM (and readiness says so meanwhile)
-            log.warning("%s: cannot sign %s, it waits: %s", name, row.id, e)
-            self.postponed[row.id] = time.monotonic() + min(self.cfg.backoff_max_s, 5.0)
+        except HsmUnavailable as e:  # nothing sent; the worker pauses (readiness says why) and then probes again
+            log.warning("%s: cannot sign %s, deliveries wait for the HSM: %s", name, row.id, e)
+            # The whole worker, not this row: with the HSM gone every row would fail the same way, and postponing
+            # them one by one would re-read and re-prepare the whole backlog at every wake-up.
+            self.paused_until = time.monotonic() + min(self.cfg.backoff_max_s, HSM_PROBE_S)
             return
         except Exception:  # a bug or a message we cannot build: it waits too, but loudly and less often
             log.exception("%s: cannot build the bytes of %s; it waits (fix, then replay or restart)", name, row.id)

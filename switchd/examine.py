@@ -208,6 +208,10 @@ class Examiner:
             raise Rejection.single(
                 RejectKind.FORBIDDEN, code, f"signature check failed: {exc}", path="/AppHdr/Sgntr"
             ) from None
+        except Exception as exc:  # lxml refusing to canonicalise, say: unverifiable is not verified
+            raise Rejection.single(
+                RejectKind.FORBIDDEN, "DS0B", f"signature cannot be checked: {exc}", path="/AppHdr/Sgntr"
+            ) from None
 
     def _cert(self, der: bytes) -> x509.Certificate:
         cert = self._certs.get(der)
@@ -221,7 +225,7 @@ def _signature_code(exc: SignatureInvalid) -> str:
     now, DS0E signed with a certificate that is not the sender's, DS0B anything else (a changed AppHdr, Document or
     KeyInfo, a bad SignatureValue, another layout)."""
     text = str(exc)
-    if exc.reference == "Signature" and "not signed" in text:
+    if exc.reference == "Signature" and ("not signed" in text or "exactly one ds:Signature" in text):
         return "DS0A"
     if exc.reference == "KeyInfo" and "is not valid at" in text:
         return "DS0D"

@@ -56,11 +56,22 @@ def _prepare(schema_dir: str, max_bytes: int) -> bool:
     return False
 
 
-def examine_batch(schema_dir: str, max_bytes: int, jobs: Sequence[Job]) -> list[Verdict]:
-    """Runs in a worker process."""
+def examine_batch(schema_dir: str, max_bytes: int, jobs: Sequence[Job]) -> list[Verdict | ExamineFailed]:
+    """Runs in a worker process. A job whose examination raises (a bug) gets its ExamineFailed in its place: it
+    fails that message only, never the others of its batch."""
     _prepare(schema_dir, max_bytes)
     examiner = _WORKER_EXAMINER[(schema_dir, max_bytes)]
-    return [examiner.verdict(job) for job in jobs]
+    out: list[Verdict | ExamineFailed] = []
+    for job in jobs:
+        try:
+            out.append(examiner.verdict(job))
+        except Exception as exc:
+            out.append(ExamineFailed(f"{type(exc).__name__}: {exc}"))
+    return out
+
+
+class ExamineFailed(Exception):
+    """Examining one message raised: that sender gets a server error; the daemon and the batch go on."""
 
 
 # --- daemon side --------------------------------------------------------------------------------------------
@@ -134,7 +145,9 @@ class ProcessExaminer:
         self.jobs += len(batch)
         if isinstance(result, outcome.Value):
             for pending, verdict in zip(batch, result.value, strict=True):
-                pending.result = outcome.Value(verdict)
+                pending.result = (
+                    outcome.Error(verdict) if isinstance(verdict, ExamineFailed) else outcome.Value(verdict)
+                )
                 pending.done.set()
         else:
             for pending in batch:  # a worker crash fails its batch; each sender gets an error, the daemon lives

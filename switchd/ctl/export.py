@@ -1,8 +1,8 @@
 """`switchctl export`: write the exact bytes of a message as received, or (`--sent`) as delivered to the bank.
 
 Delivered bytes come from the journal's attempts table, which keeps every attempt's payload (signed, when signing
-is on) with its SHA-256 and the label of the key that signed it; the export checks the bytes against that digest,
-so what it writes is what the journal says was sent.
+is on); the export checks them against the SHA-256 and key label of the attempt's event in the hash chain, so what
+it writes is what the journal says was sent.
 """
 
 from __future__ import annotations
@@ -80,10 +80,19 @@ def export(
         return raw, {"message": message.id, "received": True, "bytes": len(raw), "sha256": _sha(raw)}
     row = _part(journal.outbox(message.id), message.id, part)
     chosen = _attempt(journal.attempts(row.id), row, attempt)
-    if _sha(chosen.payload) != chosen.sha256:
+    # The digest and key label that count are those of the attempt's event, which the hash chain protects
+    # (`switchctl journal verify`), not the attempts row next to the bytes: editing both would pass a self-check.
+    chained = [
+        e.detail
+        for e in journal.events(message.id)
+        if e.kind == "attempt" and e.detail.get("outbox_id") == row.id and e.detail.get("attempt") == chosen.attempt
+    ]
+    if len(chained) != 1:
+        raise ExportError(f"attempt {chosen.attempt} of {row.id} has no journaled attempt event (journal damaged?)")
+    if _sha(chosen.payload) != chained[0].get("sha256") or chosen.key_label != chained[0].get("key_label"):
         raise ExportError(
-            f"attempt {chosen.attempt} of {row.id}: the stored bytes do not match their journaled SHA-256 "
-            "(run `switchctl journal verify`)"
+            f"attempt {chosen.attempt} of {row.id}: the stored bytes or key label do not match the journaled "
+            "attempt event (run `switchctl journal verify`)"
         )
     return chosen.payload, {
         "message": message.id,

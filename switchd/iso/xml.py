@@ -7,6 +7,7 @@ text-node limits stay on (huge_tree=False).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from lxml import etree
@@ -69,7 +70,36 @@ def parse_message(raw: bytes, *, max_bytes: int) -> ParsedMessage:
     docinfo = root.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
         raise Rejection.single(RejectKind.NOT_WELL_FORMED, "FF01", "DOCTYPE is not allowed", line=1)
+    _refuse_relative_namespaces(raw, root)
     return split_envelope(root)
+
+
+# A namespace declaration whose value does not start with a URI scheme (relative, or not a URI at all).
+_SUSPECT_NS = re.compile(
+    rb"""xmlns(?::[^\s=>]+)?\s*=\s*(?:"(?![A-Za-z][A-Za-z0-9+.-]*:)[^"]|'(?![A-Za-z][A-Za-z0-9+.-]*:)[^'])"""
+)
+_ABSOLUTE_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def _refuse_relative_namespaces(raw: bytes, root: etree._Element) -> None:
+    """Refuse namespace URIs that are not absolute: canonical XML (C14N, which signatures are computed over) cannot
+    represent them, so such a message could be neither signed for the bank nor have its signature checked.
+
+    The byte scan is the cheap filter (it may also hit text that looks like a declaration); the tree decides."""
+    if _SUSPECT_NS.search(raw) is None:
+        return
+    for el in root.iter():
+        if not isinstance(el.tag, str):
+            continue
+        for prefix, uri in el.nsmap.items():
+            if uri and not _ABSOLUTE_URI.match(uri):
+                what = f"xmlns:{prefix}" if prefix else "xmlns"
+                raise Rejection.single(
+                    RejectKind.NOT_WELL_FORMED,
+                    "FF01",
+                    f"{what}={uri!r} is not an absolute namespace URI",
+                    line=el.sourceline,
+                )
 
 
 def local_name(el: etree._Element) -> str:

@@ -4,6 +4,7 @@ write (signxml with the BAH reference resolution, xmlsec1/openssl made signature
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import os
 import signal
@@ -14,6 +15,9 @@ import httpx
 import pytest
 import trio
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 from lxml import etree
 
 from hsm.errors import SignatureInvalid
@@ -52,8 +56,8 @@ algorithm = "ec-p256"
 """
 
 
-def connector_and_signer(outbox_dir: Path, bank_b_cert: Path | None) -> str:
-    signing = f'\nsigning_certs = ["{bank_b_cert}"]' if bank_b_cert else ""
+def connector_and_signer(outbox_dir: Path, *bank_c_certs: Path) -> str:
+    signing = f"\nsigning_certs = {[str(c) for c in bank_c_certs]!r}".replace("'", '"') if bank_c_certs else ""
     return f"""
 [[participants]]
 name = "bank-c"
@@ -78,7 +82,7 @@ connector = "outdir"
 async def start(tmp_path: Path, nursery: trio.Nursery, hsm: str, extra: str = "") -> RunningDaemon:
     outbox_dir = tmp_path / "to-bank"
     outbox_dir.mkdir(exist_ok=True)
-    cfg = write_config(tmp_path, extra=connector_and_signer(outbox_dir, None) + extra + hsm)
+    cfg = write_config(tmp_path, extra=connector_and_signer(outbox_dir) + extra + hsm)
     d = Daemon(load_config(cfg))
     with trio.fail_after(WAIT_S):
         running = await nursery.start(d.run)
@@ -256,6 +260,29 @@ def bank_c_key(tmp_path: Path) -> tuple[Path, Path]:
     return key_pem, cert_pem
 
 
+def expired_key(directory: Path) -> tuple[Path, Path]:
+    """A key and a certificate whose validity ended yesterday (made with cryptography, not our code)."""
+    key = rsa.generate_private_key(65537, 2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Bank C 2025")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=30))
+        .not_valid_after(now - datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    key_pem, cert_pem = directory / "expired.key.pem", directory / "expired.cert.pem"
+    key_pem.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return key_pem, cert_pem
+
+
 @pytest.fixture
 def throwaway(tmp_path: Path) -> Path:
     path = tmp_path / "throwaway.pem"
@@ -274,7 +301,8 @@ async def test_inbound_signature_required_for_participants_with_certificates(
     outbox_dir = tmp_path / "to-bank"
     outbox_dir.mkdir()
     token = "demo-bank-c"
-    cfg = write_config(tmp_path, extra=connector_and_signer(outbox_dir, cert_pem))
+    expired = expired_key(tmp_path)  # bank-c's previous key: still configured, its certificate has expired
+    cfg = write_config(tmp_path, extra=connector_and_signer(outbox_dir, cert_pem, expired[1]))
     cfg.write_text(cfg.read_text().replace("0" * 64, hashlib.sha256(token.encode()).hexdigest()))
     d = Daemon(load_config(cfg))
     with trio.fail_after(WAIT_S):
@@ -293,6 +321,12 @@ async def test_inbound_signature_required_for_participants_with_certificates(
     tampered = foreign_signed(message("IN-TAMPER"), key_pem, cert_pem, work, throwaway, ec=False).replace(
         b"IN-TAMPER</EndToEndId>", b"IN-TAMPEX</EndToEndId>"
     )
+    too_old = foreign_signed(message("IN-EXPIRED"), *expired, work, throwaway, ec=False)
+    # Sgntr holding something other than a ds:Signature: schema-valid (any element of another namespace), not signed.
+    no_signature = message("IN-EMPTY").replace(
+        b"</AppHdr>", b'<Sgntr><x:Seal xmlns:x="urn:example:x"/></Sgntr></AppHdr>', 1
+    )
+    assert b"<Sgntr>" in no_signature
     try:
         async with httpx.AsyncClient(
             base_url=rd.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=30
@@ -300,12 +334,14 @@ async def test_inbound_signature_required_for_participants_with_certificates(
             post = {"headers": {"content-type": "application/xml"}}
             r = await c.post("/v1/messages", content=good, **post)  # type: ignore[arg-type]
             assert r.status_code == 202, r.text
-            cases = {
-                "DS0A": message("IN-UNSIGNED"),
-                "DS0E": other,
-                "DS0B": tampered,
-            }
-            for code, body in cases.items():
+            cases = [
+                ("DS0A", message("IN-UNSIGNED")),
+                ("DS0A", pacs008(msg_id="IN-BARE", instg_bic="CCCCGB2LXXX", app_hdr=False)),
+                ("DS0E", other),
+                ("DS0D", too_old),
+                ("DS0B", tampered),
+            ]
+            for code, body in cases:
                 r = await c.post("/v1/messages", content=body, **post)  # type: ignore[arg-type]
                 assert r.status_code == 403, (code, r.text)
                 answer = r.json()

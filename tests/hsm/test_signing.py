@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from pkcs11 import Attribute, ObjectClass
 
-from hsm.errors import HsmUnavailable, SignatureInvalid
+from hsm.errors import HsmUnavailable, SignatureInvalid, SigningError
 from hsm.service import SigningService
 from hsm.settings import HsmSettings
 from hsm.signer import sign_sync
@@ -292,3 +292,21 @@ def test_hsm_config_paths_resolve_against_the_config_dir(tmp_path: Path) -> None
     assert cfg.hsm.pin_file == str(tmp_path / "secrets" / "pin")
     assert cfg.hsm.softhsm2_conf == str(tmp_path / "var" / "hsm" / "softhsm2.conf")
     assert cfg.hsm.active == "sig-rsa"
+
+
+async def test_an_envelope_that_cannot_be_canonicalised_fails_alone_and_the_hsm_stays_ready(
+    dev_token: DevToken,
+) -> None:
+    """Exclusive C14N refuses a relative namespace URI: that envelope gets SigningError, nobody else is hurt, and
+    the service does not take it for an HSM outage (readiness would fail and every message would wait)."""
+    bad = pacs008(msg_id="BAD-NS").replace(b"<MsgId>", b'<MsgId xmlns:z="not/absolute">', 1)
+    service = SigningService(dev_token.settings, workers=1)
+    async with trio.open_nursery() as nursery:
+        with trio.fail_after(START_TIMEOUT):
+            await nursery.start(service.run)
+            with pytest.raises(SigningError, match="cannot sign this envelope"):
+                await service.sign([bad])
+            assert service.ready and service.last_error is None
+            (good,) = await service.sign([pacs008(msg_id="GOOD-NS")])
+        verify_envelope(good.data, [service.certificates["sig-rsa"]])
+        nursery.cancel_scope.cancel()

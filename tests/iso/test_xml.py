@@ -79,3 +79,23 @@ def test_element_path_indexes_only_repeated_names() -> None:
     parsed = parse_message(raw, max_bytes=100_000)
     msgid = parsed.document[0][0][0]
     assert element_path(msgid) == "/Document/FIToFICstmrCdtTrf/GrpHdr/MsgId"
+
+
+@pytest.mark.parametrize("decl", [b'xmlns:z="not/absolute"', b"xmlns:z='rel'", b'xmlns:z="#frag"'])
+def test_a_relative_namespace_uri_is_400_ff01(decl: bytes) -> None:
+    """Canonical XML cannot represent it: such a message could not be signed for the bank nor have its signature
+    checked, so it is refused at the door (it used to be accepted and then wait for ever at delivery)."""
+    raw = pacs008().replace(b"<MsgId>", b"<MsgId " + decl + b">", 1)
+    with pytest.raises(Rejection) as exc:
+        parse_message(raw, max_bytes=len(raw))
+    assert exc.value.kind is RejectKind.NOT_WELL_FORMED
+    (finding,) = exc.value.findings
+    assert finding.code == "FF01" and "not an absolute namespace URI" in finding.detail and finding.line
+
+
+def test_absolute_namespace_uris_and_lookalike_text_are_fine() -> None:
+    raw = pacs008().replace(b"<MsgId>", b'<MsgId xmlns:z="urn:example:x" xmlns:h="http://example.org/a">', 1)
+    assert parse_message(raw, max_bytes=len(raw)).namespace.endswith("pacs.008.001.08")
+    text = pacs008(msg_id='xmlns:q="rel"')  # looks like a declaration to the byte scan, is text
+    assert b'>xmlns:q="rel"<' in text
+    assert parse_message(text, max_bytes=len(text)).document is not None
