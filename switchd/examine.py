@@ -158,15 +158,9 @@ class Examiner:
     def _validate(self, exam: Examination, now: datetime | None = None) -> None:
         assert exam.parsed is not None and exam.defn is not None
         parsed, defn = exam.parsed, exam.defn
-        findings = self.schemas.validate(defn, parsed.document)
-        if parsed.app_hdr is not None:
-            hdr_def = self.catalogue.header(parsed.app_hdr_namespace or "")
-            if hdr_def is None:
-                findings.append(
-                    Finding("FF01", f"unsupported AppHdr version {parsed.app_hdr_namespace!r}", path="/AppHdr")
-                )
-            else:
-                findings += self.schemas.validate(hdr_def, parsed.app_hdr)
+        findings = self.schemas.message_findings(
+            self.catalogue, defn, parsed.document, parsed.app_hdr, parsed.app_hdr_namespace
+        )
         if findings:
             raise Rejection(RejectKind.INVALID, tuple(findings))
         refs = extract_refs(defn, parsed.document)

@@ -52,16 +52,9 @@ class FileValidator:
         return self._rules(defn, parsed, sender_bics)
 
     def _schema_findings(self, defn: MessageDef, parsed: ParsedMessage) -> list[Finding]:
-        findings = self.schemas.validate(defn, parsed.document, limit=None)
-        if parsed.app_hdr is not None:
-            hdr_def = self.catalogue.header(parsed.app_hdr_namespace or "")
-            if hdr_def is None:
-                findings.append(
-                    Finding("FF01", f"unsupported AppHdr version {parsed.app_hdr_namespace!r}", path="/AppHdr")
-                )
-            else:
-                findings += self.schemas.validate(hdr_def, parsed.app_hdr, limit=None)
-        return findings
+        return self.schemas.message_findings(
+            self.catalogue, defn, parsed.document, parsed.app_hdr, parsed.app_hdr_namespace, limit=None
+        )
 
     def _rules(self, defn: MessageDef, parsed: ParsedMessage, sender_bics: frozenset[str] | None) -> dict[str, Any]:
         """Sender authority (refused before content, as the daemon does), then the business rules."""

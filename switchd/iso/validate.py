@@ -93,6 +93,26 @@ class SchemaSet:
             )
         return findings
 
+    def message_findings(
+        self,
+        catalogue: Catalogue,
+        defn: MessageDef,
+        document: etree._Element,
+        app_hdr: etree._Element | None,
+        app_hdr_namespace: str | None,
+        *,
+        limit: int | None = MAX_FINDINGS,
+    ) -> list[Finding]:
+        """Schema findings of a whole message: its Document, and its AppHdr against the head.001 version it names."""
+        findings = self.validate(defn, document, limit=limit)
+        if app_hdr is not None:
+            hdr_def = catalogue.header(app_hdr_namespace or "")
+            if hdr_def is None:
+                findings.append(Finding("FF01", f"unsupported AppHdr version {app_hdr_namespace!r}", path="/AppHdr"))
+            else:
+                findings += self.validate(hdr_def, app_hdr, limit=limit)
+        return findings
+
 
 class PathNamer:
     """Names libxml2 error paths ('/*/*[2]/*') of one validated element as ISO paths ('/Document/GrpHdr/MsgId').
