@@ -5,7 +5,7 @@ Tables (all STRICT):
                 those occupy (participant, family, msg_id), enforced by a partial UNIQUE index as a backstop to the
                 check the writer makes inside the same transaction. It never changes afterwards, so a later state
                 (routed, delivered, ...) keeps the MsgId used.
-    refs        searchable references (end_to_end_id, uetr, tx_id, ...) of a message
+    refs        searchable references (end_to_end_id, uetr, tx_id, ...) of a message, clustered by message (v3)
     events      the global hash chain (see chain.py); seq is assigned by the writer, 1, 2, 3, ...
     chain_head  one row: the last seq and its hash, so a truncated tail is seen
     reports     status reports; seq (the rowid: max + 1, as the journal never deletes) is the paging cursor, and
@@ -188,8 +188,30 @@ def _v2(db: Database) -> None:
     )
 
 
+def _v3(db: Database) -> None:
+    """refs becomes a WITHOUT ROWID table clustered on its primary key (message_id, kind, value).
+
+    Why: as a rowid table each ref was written to three b-trees (the table, the primary key's index, the value
+    index); clustered on the key it is two, and the key grows with the time-sortable message id, so a batch
+    appends to the same pages. Measured (/tmp harness, pipeline on one core): ~5 fewer WAL frames per commit of
+    ~58 and ~15% less CPU per ref row. The rows are copied as they are: nothing a reader sees changes."""
+    db.execute(
+        """CREATE TABLE refs_v3 (
+            message_id TEXT NOT NULL REFERENCES messages(id),
+            kind TEXT NOT NULL,
+            value TEXT NOT NULL,
+            PRIMARY KEY (message_id, kind, value)
+        ) STRICT, WITHOUT ROWID"""
+    )
+    db.execute("INSERT INTO refs_v3 (message_id, kind, value) SELECT message_id, kind, value FROM refs")
+    db.execute("DROP TABLE refs")  # and its index
+    db.execute("ALTER TABLE refs_v3 RENAME TO refs")
+    # Same name and columns as v1's: resolve/search/related find messages by a reference's value.
+    db.execute("CREATE INDEX idx_refs_value_kind ON refs (value, kind)")
+
+
 # MIGRATIONS[i] takes the schema from user_version i to i + 1. Append; never edit a released step.
-MIGRATIONS: tuple[Callable[[Database], None], ...] = (_v1, _v2)
+MIGRATIONS: tuple[Callable[[Database], None], ...] = (_v1, _v2, _v3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

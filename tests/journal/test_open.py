@@ -6,9 +6,11 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from sqlite_utils import Database
 
 from switchd.errors import JournalError
-from switchd.journal import SCHEMA_VERSION, Journal, Stored, open_journal
+from switchd.journal import SCHEMA_VERSION, Journal, Stored, open_journal, writes
+from switchd.journal.schema import MIGRATIONS, connect_writer
 
 from .factory import make_record, make_report
 
@@ -106,3 +108,43 @@ def test_reads_after_close_fail_cleanly(db_path: Path) -> None:
     journal.close()
     with pytest.raises(JournalError, match="closed"):
         journal.get("M1")
+
+
+async def test_a_version_2_journal_migrates_with_its_refs(db_path: Path) -> None:
+    """v3 rebuilt refs as a WITHOUT ROWID table: a journal written at v2 keeps every ref, search and chain."""
+    conn = connect_writer(db_path)
+    db = Database(conn, execute_plugins=False)
+    for step in MIGRATIONS[:2]:
+        step(db)
+    conn.execute("PRAGMA user_version = 2")
+    cur = conn.cursor()
+    cur.execute("BEGIN IMMEDIATE")
+    seq, head = cur.execute("SELECT seq, hash FROM chain_head WHERE id = 1").fetchone()
+    tx = writes.Tx(cur, seq, head)
+    for i, refs in enumerate([(("uetr", "U1"), ("end_to_end_id", "E1")), (("uetr", "U2"), ("end_to_end_id", "E1"))]):
+        rec = make_record(f"M{i}", msg_id=f"MSG-{i}", refs=refs)
+        writes.store_inbound(tx, rec, writes.timed(rec.events, rec.received_at))
+    tx.flush()
+    cur.execute("UPDATE chain_head SET seq = ?, hash = ? WHERE id = 1", (tx.seq, tx.head))
+    cur.execute("COMMIT")
+    conn.close()
+
+    async with open_journal(db_path) as journal:
+        assert journal.refs("M0") == [("end_to_end_id", "E1"), ("uetr", "U1")]
+        assert [m.id for m in journal.resolve("E1")] == ["M1", "M0"]
+        assert [m.id for m in journal.resolve("U2")] == ["M1"]
+        await journal.commit_inbound(make_record("M2", msg_id="MSG-2", refs=(("uetr", "U1"),)))
+        assert sorted(m.id for m in journal.resolve("U1")) == ["M0", "M2"]
+        result = journal.verify()
+        assert result.ok, result.problems  # the refs pinned in the chain at v2 are the refs read at v3
+    assert pragma(db_path, "user_version") == SCHEMA_VERSION
+    check = sqlite3.connect(db_path)
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="rowid"):
+            check.execute("SELECT rowid FROM refs")  # clustered on its key now
+        plan = " ".join(
+            r[3] for r in check.execute("EXPLAIN QUERY PLAN SELECT message_id FROM refs WHERE value = ?", ("U1",))
+        )
+        assert "idx_refs_value_kind" in plan
+    finally:
+        check.close()
