@@ -32,6 +32,7 @@ OFFLINE = "AB08"  # "Creditor Agent is not online": the bank could not be reache
 REFUSED = "AB09"  # "Error at Creditor Agent": the bank refused the bytes (a non-retryable delivery failure)
 TIMEOUT = "AB06"  # "Transaction stopped due to timeout at the Instructed Agent"
 HSM_PROBE_S = 5.0  # while the HSM cannot sign, each worker tries one message this often
+BUILD_TRIES = 3  # a part whose bytes cannot be built this many times fails (AB09) rather than wait unseen
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,7 @@ class ConnectorWorker:
         self.inflight: set[str] = set()
         self.postponed: dict[str, float] = {}  # outbox id -> monotonic time before which it is not prepared again
         self.paused_until = 0.0  # monotonic: no new attempt before (the HSM could not sign)
+        self.build_failures: dict[str, int] = {}  # outbox id -> times its bytes could not be built
         self.delivered = 0
         self.failed_attempts = 0
         self._wakeup = trio.Event()
@@ -211,9 +213,8 @@ class ConnectorWorker:
             # them one by one would re-read and re-prepare the whole backlog at every wake-up.
             self.paused_until = time.monotonic() + min(self.cfg.backoff_max_s, HSM_PROBE_S)
             return
-        except Exception:  # a bug or a message we cannot build: it waits too, but loudly and less often
-            log.exception("%s: cannot build the bytes of %s; it waits (fix, then replay or restart)", name, row.id)
-            self.postponed[row.id] = time.monotonic() + self.cfg.backoff_max_s
+        except Exception as e:  # a bug, or a message whose bytes cannot be built (or signed)
+            await self._unbuildable(row, e)
             return
         try:
             attempt, dup = await self.journal.begin_attempt(
@@ -252,6 +253,23 @@ class ConnectorWorker:
         self.breaker.failure()
         self.failed_attempts += 1
         await self._failed(row, attempt, error, retryable)
+
+    async def _unbuildable(self, row: OutboxRow, exc: Exception) -> None:
+        """The part's bytes could not be built. Tried again a few times (a transient fault, or a fix and restart),
+        then failed for good with RJCT AB09 to the originator, journaled: never left waiting unseen."""
+        name = self.cfg.name
+        tries = self.build_failures.get(row.id, 0) + 1
+        self.build_failures[row.id] = tries
+        log.error("%s: cannot build the bytes of %s (try %d of %d): %r", name, row.id, tries, BUILD_TRIES, exc)
+        if tries < BUILD_TRIES:
+            self.postponed[row.id] = time.monotonic() + backoff_s(tries, self.cfg.backoff_initial_s, 30.0, self.rng)
+            return
+        self.build_failures.pop(row.id, None)
+        now = self.clock()
+        error = f"the message for {name} could not be built: {type(exc).__name__}: {exc}"
+        report, originator = await self.reporter.rejection(row.message_id, row.tx_indexes, REFUSED, error, now)
+        if await self.journal.fail_unsent(row.id, rfc3339(now), error, report, originator):
+            self.metrics.delivery_attempts.labels(name, "failed").inc()
 
     async def _failed(self, row: OutboxRow, attempt: int, error: str, retryable: bool) -> None:
         name = self.cfg.name

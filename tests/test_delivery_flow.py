@@ -14,6 +14,7 @@ from lxml import etree
 from adapters.local.simbank import read_receipts
 from switchd.config import load_config
 from switchd.daemon import Daemon
+from switchd.iso.outbound import outbound_envelope
 from tests.builders import Tx, pacs008
 from tests.conftest import RunningDaemon, write_config
 from tests.iso.messages import camt029, camt056, pacs004
@@ -273,3 +274,29 @@ async def test_every_routed_type_reaches_the_bank(routed: RunningDaemon, tmp_pat
         assert "delivered" in kinds(body), name
     received = {r["msg_id"] for r in read_receipts(tmp_path / "receipts.jsonl")}
     assert {"RET-9", "CXL-9", "RSL-9"} <= received
+
+
+async def test_a_part_whose_bytes_cannot_be_built_fails_with_ab09_instead_of_waiting_unseen(
+    routed: RunningDaemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = outbound_envelope
+
+    def broken(document: Any, **kw: Any) -> bytes:
+        text = document if isinstance(document, bytes) else etree.tostring(document)
+        if b"UNBUILDABLE" in text:
+            raise ValueError("simulated builder bug")
+        return real(document, **kw)
+
+    monkeypatch.setattr("switchd.outgoing.outbound_envelope", broken)
+    r = await post(routed, pacs008(msg_id="UNBUILDABLE-1", txs=[Tx(end_to_end_id="E2E-UB")]))
+    assert r.status_code == 202
+    mid = r.json()["id"]
+    body = await wait_for_state(routed, mid, {"failed"})
+    (failed,) = [e for e in body["events"] if e["kind"] == "delivery_failed"]
+    assert failed["detail"]["sent"] is False and "simulated builder bug" in failed["detail"]["error"]
+    (report,) = [r for r in await reports_for(routed) if r["message_id"] == mid]
+    assert report["status"] == "RJCT" and "<Cd>AB09</Cd>" in report["xml"]
+    assert "UNBUILDABLE-1" not in {x["msg_id"] for x in read_receipts(tmp_path / "receipts.jsonl")}
+    # The next message goes through as usual.
+    r = await post(routed, pacs008(msg_id="AFTER-UB", txs=[Tx(end_to_end_id="E2E-AUB")]))
+    await wait_for_state(routed, r.json()["id"], {"answered", "delivered"})

@@ -220,6 +220,13 @@ class Journal:
     async def flag_unmatched(self, report_message_id: str, at: str, why: str) -> None:
         await self._require_writer().submit(lambda tx: outbox.flag_unmatched(tx, report_message_id, at, why))
 
+    async def fail_unsent(
+        self, oid: str, at: str, error: str, report: ReportRecord | None, originator: str | None
+    ) -> bool:
+        return await self._require_writer().submit(
+            lambda tx: outbox.fail_unsent(tx, oid, at, error, report, originator)
+        )
+
     async def time_out(self, oid: str, at: str, report: ReportRecord | None, originator: str) -> bool:
         return await self._require_writer().submit(lambda tx: outbox.time_out(tx, oid, at, report, originator))
 

@@ -230,6 +230,20 @@ def finish_attempt(
         raise ValueError(f"unknown attempt outcome {outcome!r}")
 
 
+def fail_unsent(tx: Tx, oid: str, at: str, error: str, report: ReportRecord | None, originator: str | None) -> bool:
+    """A pending part whose bytes cannot be built (never sent): failed for good, with the RJCT for `originator`.
+    False if the row is no longer pending (settled, or being sent, meanwhile)."""
+    row = _get(tx, oid)
+    if row.state != "pending":
+        return False
+    tx.cur.execute("UPDATE outbox SET state = 'failed', last_error = ?, updated_at = ? WHERE id = ?", (error, at, oid))
+    detail = {"outbox_id": oid, "attempt": row.attempts, "connector": row.connector, "error": error, "sent": False}
+    _set_state(tx, row.message_id, FAILED, [(at, "delivery_failed", detail)])
+    if report is not None and originator is not None:
+        add_report(tx, row.message_id, report, originator)
+    return True
+
+
 def _message_state(tx: Tx, message_id: str) -> str:
     r = tx.cur.execute("SELECT state FROM messages WHERE id = ?", (message_id,)).fetchone()
     if r is None:
