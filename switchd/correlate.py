@@ -1,9 +1,11 @@
-"""Status reports from banks: find the payment they answer, journal the answer in its history, tell the originator.
+"""Status reports and returns from banks: find the payment they answer, journal it in its history, tell the originator.
 
 A report (pacs.002) is matched by OrgnlMsgId to what we sent (the outbox keeps each part's MsgId, and a replay keeps
 it), and only when it comes from the participant behind the connector that part went to: a bank cannot answer for
 another bank's payments. OrgnlEndToEndId / OrgnlUETR then place each transaction status on the original's
-transactions. A report that matches nothing is journaled and flagged `unmatched`, never dropped.
+transactions. A report that matches nothing is journaled and flagged `unmatched`, never dropped. A return (pacs.004)
+from the bank a payment went to is matched the same way before routing: it is then journaled on the payment and
+forwarded to the originator instead of being routed.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from switchd.timefmt import rfc3339
 log = logging.getLogger("switchd.correlate")
 
 REJECTED = "RJCT"
+RETURNED = "RETURN"  # the status a forwarded pacs.004 carries in the originator's report feed (not an ISO code)
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,49 @@ class Correlator:
         outcome = "forwarded" if forwarded else ("late" if row.answer == "TIMEOUT" else "repeated")
         self.metrics.status_reports.labels(outcome).inc()
         return outcome
+
+    def returned_parts(self, participant: str, refs: MessageRefs) -> list[OutboxRow]:
+        """The parts a return (pacs.004) from `participant` gives back: sent to that participant's connectors under
+        the OrgnlMsgId it names (the part's own MsgId when the message was split), newest first. A return that names
+        nothing sent to this participant is routed like any other message."""
+        if not refs.original_msg_id:
+            return []
+        rows = self.journal.outbox_by_msg_id(refs.original_msg_id)  # indexed: cheaper inline than a thread hop
+        return [r for r in rows if self.connector_participant(r.connector) == participant]
+
+    async def on_return(
+        self, return_message_id: str, refs: MessageRefs, raw: bytes, message_type: str, parts: Sequence[OutboxRow]
+    ) -> None:
+        """Journal the return on the payment it gives back and forward it, as the bank sent it, to the originator
+        (GET /v1/reports, status RETURN)."""
+        row = parts[0]
+        now = self.clock()
+        original = await self.reports.originals.get(row.message_id)
+        parsed = parse_message(raw, max_bytes=self.config.http.max_body_bytes)
+        msg_id = refs.msg_id or return_message_id
+        forward = ReportRecord(
+            report_id=msg_id,
+            message_type=message_type,
+            msg_id=msg_id,
+            status=RETURNED,
+            xml=etree.tostring(parsed.document, xml_declaration=True, encoding="UTF-8"),
+            created_at=rfc3339(now),
+        )
+        transactions = [
+            {k: v for k, v in (("end_to_end_id", t.original_end_to_end_id), ("uetr", t.original_uetr)) if v}
+            for t in refs.transactions
+        ]
+        await self.journal.record_return(
+            row.id,
+            rfc3339(now),
+            return_message_id=return_message_id,
+            transactions=transactions,
+            forward=forward,
+            originator=original.participant,
+        )
+        self.metrics.status_reports.labels("returned").inc()
+        log.info("return %s gives back %s (%s); forwarded to %s", msg_id, row.message_id, row.msg_id,
+                 original.participant)  # fmt: skip
 
     def _forward(
         self, original: Original, row: OutboxRow, status: str, statuses: Sequence[TxStatus], now: datetime

@@ -107,6 +107,7 @@ class Daemon:
                 clock=self.clock,
                 routes=lambda: self.config.routes,
                 on_report=correlator.on_report,
+                returns=correlator,
             )
             built = build_connectors(cfg, lambda c: self._sink(pipeline, c), catalogue, schemas)
             preparer = EnvelopePreparer(cfg, journal, originals, signer=_signer(signing), clock=self.clock)

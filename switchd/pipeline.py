@@ -13,14 +13,14 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from switchd.config import Participant
 from switchd.errors import Finding, RejectKind
 from switchd.examine import Examiner, Job, Verdict
 from switchd.ids import new_message_id
 from switchd.iso.refs import MessageRefs, searchable_refs
-from switchd.journal import Conflict, Idempotent, InboundRecord, Journal, MessageRow, OutboxEntry, Stored
+from switchd.journal import Conflict, Idempotent, InboundRecord, Journal, MessageRow, OutboxEntry, OutboxRow, Stored
 from switchd.metrics import Metrics
 from switchd.routing import EMPTY_ROUTES, Plan, RouteTable
 from switchd.timefmt import rfc3339, utc_now
@@ -30,6 +30,16 @@ Clock = Callable[[], datetime]
 # (report's message id, sending participant, its refs, its raw bytes) -> how it was correlated
 ReportHook = Callable[[str, str, MessageRefs, bytes], Awaitable[str]]
 log = logging.getLogger("switchd.pipeline")
+
+
+class ReturnHandler(Protocol):
+    """Matches returns (pacs.004) to the parts they give back and journals/forwards them (correlate.Correlator)."""
+
+    def returned_parts(self, participant: str, refs: MessageRefs) -> list[OutboxRow]: ...
+
+    async def on_return(
+        self, return_message_id: str, refs: MessageRefs, raw: bytes, message_type: str, parts: Sequence[OutboxRow]
+    ) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -86,6 +96,7 @@ class Pipeline:
         routes: Callable[[], RouteTable] = lambda: EMPTY_ROUTES,
         on_routed: Callable[[Sequence[OutboxEntry]], None] | None = None,
         on_report: ReportHook | None = None,
+        returns: ReturnHandler | None = None,
     ) -> None:
         self.examiner = examiner  # for what the main process decides itself (DU01 reports)
         self.verdicts = verdicts
@@ -96,6 +107,7 @@ class Pipeline:
         self.routes = routes
         self.on_routed = on_routed  # wakes the delivery side for these new outbox rows
         self.on_report = on_report  # correlates a bank's accepted status report
+        self.returns = returns  # matches a bank's return (pacs.004) to what was sent to it
 
     async def accept(self, inbound: Inbound) -> Outcome:
         started = time.perf_counter()
@@ -122,8 +134,11 @@ class Pipeline:
     async def _record(self, mid: str, inbound: Inbound, verdict: Verdict) -> Outcome:
         outbox: tuple[OutboxEntry, ...] = ()
         role = self._role(verdict)
+        returned: list[OutboxRow] = []
         if verdict.reject_kind is None and role == "payment":
-            verdict, outbox = self._route(mid, inbound, verdict)
+            returned = self._returned_parts(inbound, verdict)
+            if not returned:
+                verdict, outbox = self._route(mid, inbound, verdict)
         record = self._build_record(mid, inbound, verdict, outbox)
         result = await self.journal.commit_inbound(record)
         if isinstance(result, Stored):
@@ -131,6 +146,11 @@ class Pipeline:
                 self.on_routed(record.outbox)
             if record.state == "accepted" and role == "report" and self.on_report is not None:
                 await self._correlate(mid, inbound, verdict)
+            if returned and self.returns is not None and verdict.refs is not None and verdict.message_type:
+                try:
+                    await self.returns.on_return(mid, verdict.refs, inbound.raw, verdict.message_type, returned)
+                except Exception:  # journaled already; a correlation bug must not lose the return
+                    log.exception("%s: correlating the return failed", mid)
             return _outcome_of(record, verdict)
         if isinstance(result, Idempotent):
             return _original_outcome(result.original)
@@ -141,6 +161,13 @@ class Pipeline:
         if not isinstance(stored, Stored):  # a rejected record never collides: the key is for accepted ones
             raise RuntimeError(f"journal refused a rejected record: {stored!r}")
         return _outcome_of(record, verdict)
+
+    def _returned_parts(self, inbound: Inbound, verdict: Verdict) -> list[OutboxRow]:
+        """For a return (pacs.004): the parts it gives back, when they went to this sender's bank (then it goes to
+        the originator, not through the routes)."""
+        if self.returns is None or verdict.refs is None or not (verdict.message_type or "").startswith("pacs.004."):
+            return []
+        return self.returns.returned_parts(inbound.participant.name, verdict.refs)
 
     def _role(self, verdict: Verdict) -> str | None:
         defn = self.examiner.catalogue.get(verdict.message_type or "")

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import trio
 from lxml import etree
@@ -16,13 +17,14 @@ from switchd.config import load_config
 from switchd.daemon import Daemon
 from switchd.iso.outbound import outbound_envelope
 from tests.builders import Tx, pacs008
-from tests.conftest import RunningDaemon, write_config
-from tests.iso.messages import camt029, camt056, pacs004
+from tests.conftest import RunningDaemon, switchctl, write_config
+from tests.iso.messages import Orig, camt029, camt056, pacs004
 
 SIM = """
 [[participants]]
 name = "sim-bank"
 bics = ["BBBBDEFFXXX"]
+token_sha256 = "4d3fb22cdf4f76ea5b22c16be5f02292e90c30a649716f7075c621458d45070a"  # sim-bank-token: it may post too
 
 [[participants]]
 name = "sim-bank-2"
@@ -104,8 +106,10 @@ async def routed(tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[Running
         await running.daemon.stopped.wait()
 
 
-async def wait_for_state(d: RunningDaemon, mid: str, states: set[str], timeout: float = 15) -> dict[str, Any]:
-    async with d.client() as c:
+async def wait_for_state(
+    d: RunningDaemon, mid: str, states: set[str], timeout: float = 15, who: str = "bank-a"
+) -> dict[str, Any]:
+    async with d.client(who) as c:
         with trio.fail_after(timeout):
             while True:
                 body = (await c.get(f"/v1/messages/{mid}")).json()
@@ -300,3 +304,37 @@ async def test_a_part_whose_bytes_cannot_be_built_fails_with_ab09_instead_of_wai
     # The next message goes through as usual.
     r = await post(routed, pacs008(msg_id="AFTER-UB", txs=[Tx(end_to_end_id="E2E-AUB")]))
     await wait_for_state(routed, r.json()["id"], {"answered", "delivered"})
+
+
+async def test_a_return_from_the_bank_is_journaled_on_the_payment_and_forwarded_to_the_originator(
+    routed: RunningDaemon, tmp_path: Path
+) -> None:
+    r = await post(routed, pacs008(msg_id="RET-ORIG", txs=[Tx(end_to_end_id="E2E-RET")]))
+    mid = r.json()["id"]
+    await wait_for_state(routed, mid, {"answered"})
+    uetr = next(x["uetrs"][0] for x in read_receipts(tmp_path / "receipts.jsonl") if x["msg_id"] == "RET-ORIG")
+    returned = pacs004(msg_id="RTR-9", original_msg_id="RET-ORIG", txs=[Orig(end_to_end_id="E2E-RET", uetr=uetr)])
+    async with httpx.AsyncClient(
+        base_url=routed.base_url, headers={"Authorization": "Bearer sim-bank-token"}, timeout=30
+    ) as bank:
+        r = await bank.post("/v1/messages", content=returned, headers={"Content-Type": "application/xml"})
+    assert r.status_code == 202, r.text
+    return_id = r.json()["id"]
+    body = await wait_for_state(routed, mid, {"returned"})
+    (event,) = [e for e in body["events"] if e["kind"] == "returned"]
+    assert event["detail"]["return_message_id"] == return_id
+    assert event["detail"]["transactions"] == [{"end_to_end_id": "E2E-RET", "uetr": uetr}]
+    # bank-a gets the bank's pacs.004 in its report feed; it is not routed anywhere else.
+    (fwd,) = [x for x in await reports_for(routed) if x["message_id"] == mid and x["status"] == "RETURN"]
+    assert fwd["message_type"] == "pacs.004.001.09" and "<MsgId>RTR-9</MsgId>" in fwd["xml"]
+    assert "RTR-9" not in {x["msg_id"] for x in read_receipts(tmp_path / "receipts.jsonl")}
+    shown = switchctl(routed.config_path, "show", mid)
+    assert shown.returncode == 0, shown.stderr
+    assert "returned" in shown.stdout and shown.stdout.count(return_id) >= 1
+
+    # bank-b (same BIC, but the payment did not go to its connector) cannot return it: its pacs.004 is routed.
+    other = pacs004(msg_id="RTR-10", original_msg_id="RET-ORIG", txs=[Orig(end_to_end_id="E2E-RET", uetr=uetr)])
+    r = await post(routed, other, who="bank-b")
+    assert r.status_code == 202, r.text
+    await wait_for_state(routed, r.json()["id"], {"delivered", "answered"}, who="bank-b")
+    assert [e["kind"] for e in (await wait_for_state(routed, mid, {"returned"}))["events"]].count("returned") == 1

@@ -220,6 +220,28 @@ class Journal:
     async def flag_unmatched(self, report_message_id: str, at: str, why: str) -> None:
         await self._require_writer().submit(lambda tx: outbox.flag_unmatched(tx, report_message_id, at, why))
 
+    async def record_return(
+        self,
+        oid: str,
+        at: str,
+        *,
+        return_message_id: str,
+        transactions: Sequence[dict[str, Any]],
+        forward: ReportRecord,
+        originator: str,
+    ) -> None:
+        await self._require_writer().submit(
+            lambda tx: outbox.record_return(
+                tx,
+                oid,
+                at,
+                return_message_id=return_message_id,
+                transactions=transactions,
+                forward=forward,
+                originator=originator,
+            )
+        )
+
     async def fail_unsent(
         self, oid: str, at: str, error: str, report: ReportRecord | None, originator: str | None
     ) -> bool:

@@ -25,6 +25,7 @@ FAILED = "failed"  # a part could not be delivered (retries exhausted, or refuse
 TIMED_OUT = "timed_out"  # a deadline passed before the bank answered: the originator got a RJCT
 ANSWERED = "answered"  # the bank(s) answered; the answer's status is in the events and the reports
 REPLAYED = "replayed"  # an operator sent it again; delivery moves it on from here
+RETURNED = "returned"  # the bank it went to sent the funds back (pacs.004); the originator got the return
 
 OUTBOX_COLUMNS = (
     "id, message_id, part, connector, route, msg_id, tx_indexes, state, attempts, next_at, deadline_at, "
@@ -313,6 +314,31 @@ def record_answer(
     if forward is not None:
         add_report(tx, row.message_id, forward, originator)
     return True
+
+
+def record_return(
+    tx: Tx,
+    oid: str,
+    at: str,
+    *,
+    return_message_id: str,
+    transactions: Sequence[dict[str, Any]],
+    forward: ReportRecord,
+    originator: str,
+) -> None:
+    """A bank's return (pacs.004) of part `oid`: chained on the original, which becomes `returned`, and on the return
+    (`correlated`); `forward` (the return as the bank sent it) is stored for the originator. Unlike a status
+    report, a return always goes on: the funds came back whatever was answered before."""
+    row = _get(tx, oid)
+    detail: dict[str, Any] = {
+        "outbox_id": oid,
+        "connector": row.connector,
+        "return_message_id": return_message_id,
+        "transactions": list(transactions),
+    }
+    tx.add_events(return_message_id, [(at, "correlated", {"original": row.message_id, "outbox_id": oid})])
+    _set_state(tx, row.message_id, RETURNED, [(at, "returned", detail)])
+    add_report(tx, row.message_id, forward, originator)
 
 
 def flag_unmatched(tx: Tx, report_message_id: str, at: str, why: str) -> None:
