@@ -31,12 +31,16 @@ class SigningError(HsmError):
 
 
 class SignatureInvalid(HsmError):
-    """A signature did not verify. `reference` is "AppHdr", "Document", "KeyInfo", "SignatureValue" or None."""
+    """A signature did not verify. `reference` is "AppHdr", "Document", "KeyInfo", "SignatureValue" or None;
+    `reason` says why in the terms a status report needs: "missing" (no signature), "untrusted" (a key we do not
+    trust for this sender), "expired" (the certificate is not valid at the time asked) or "invalid" (anything else:
+    a changed part, a bad value, another layout)."""
 
-    def __init__(self, message: str, reference: str | None = None) -> None:
+    def __init__(self, message: str, reference: str | None = None, reason: str = "invalid") -> None:
         super().__init__(message, reference)
         self.message = message
         self.reference = reference
+        self.reason = reason
 
     def __str__(self) -> str:
         return self.message

@@ -321,10 +321,10 @@ def verify_tree(root: etree._Element, certs: Sequence[x509.Certificate], *, at: 
     app_hdr, document = parts
     sgntr = next((c for c in app_hdr if isinstance(c.tag, str) and _local(c) == "Sgntr"), None)
     if sgntr is None:
-        raise SignatureInvalid("the message is not signed: the AppHdr has no Sgntr", "Signature")
+        raise SignatureInvalid("the message is not signed: the AppHdr has no Sgntr", "Signature", "missing")
     inside = [c for c in sgntr if isinstance(c.tag, str)]
     if len(inside) != 1 or inside[0].tag != _DS + "Signature":
-        raise SignatureInvalid("Sgntr must hold exactly one ds:Signature", "Signature")
+        raise SignatureInvalid("Sgntr must hold exactly one ds:Signature", "Signature", "missing")
     signature = inside[0]
     layout = _Layout.read(signature)
 
@@ -333,6 +333,7 @@ def verify_tree(root: etree._Element, certs: Sequence[x509.Certificate], *, at: 
         raise SignatureInvalid(
             f"certificate {cert.subject.rfc4514_string()} (serial {cert.serial_number}) is not valid at {at}",
             "KeyInfo",
+            "expired",
         )
     _check_signature_value(layout, cert)
 
@@ -444,7 +445,7 @@ def _read_transforms(ref: etree._Element) -> tuple[list[str], list[str] | None]:
 def _choose_cert(layout: _Layout, certs: Sequence[x509.Certificate]) -> x509.Certificate:
     """The trusted certificate KeyInfo names (by the certificate itself, else by issuer and serial)."""
     if not certs:
-        raise SignatureInvalid("no certificate to verify against", "KeyInfo")
+        raise SignatureInvalid("no certificate to verify against", "KeyInfo", "untrusted")
     data = layout.key_info.find(_DS + "X509Data")
     if data is not None:
         embedded = data.find(_DS + "X509Certificate")
@@ -456,7 +457,9 @@ def _choose_cert(layout: _Layout, certs: Sequence[x509.Certificate]) -> x509.Cer
             for cert in certs:
                 if cert.public_bytes(_DER) == der:
                     return cert
-            raise SignatureInvalid("signed with a certificate that is not the one we trust for this sender", "KeyInfo")
+            raise SignatureInvalid(
+                "signed with a certificate that is not the one we trust for this sender", "KeyInfo", "untrusted"
+            )
         serial_el = data.find(f"{_DS}X509IssuerSerial/{_DS}X509SerialNumber")
         issuer_el = data.find(f"{_DS}X509IssuerSerial/{_DS}X509IssuerName")
         if serial_el is not None and issuer_el is not None:
@@ -465,10 +468,12 @@ def _choose_cert(layout: _Layout, certs: Sequence[x509.Certificate]) -> x509.Cer
                     cert.issuer, issuer_el.text or ""
                 ):
                     return cert
-            raise SignatureInvalid("signed with a key (issuer and serial) we do not trust for this sender", "KeyInfo")
+            raise SignatureInvalid(
+                "signed with a key (issuer and serial) we do not trust for this sender", "KeyInfo", "untrusted"
+            )
     if len(certs) == 1:
         return certs[0]
-    raise SignatureInvalid("KeyInfo names no certificate and several are trusted", "KeyInfo")
+    raise SignatureInvalid("KeyInfo names no certificate and several are trusted", "KeyInfo", "untrusted")
 
 
 def _same_name(name: x509.Name, text: str) -> bool:
