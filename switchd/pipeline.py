@@ -149,8 +149,10 @@ class Pipeline:
             if returned and self.returns is not None and verdict.refs is not None and verdict.message_type:
                 try:
                     await self.returns.on_return(mid, verdict.refs, inbound.raw, verdict.message_type, returned)
-                except Exception:  # journaled already; a correlation bug must not lose the return
+                except Exception as exc:  # journaled already; flagged, so an operator sees it was not passed on
                     log.exception("%s: correlating the return failed", mid)
+                    why = f"return matched {returned[0].id} but could not be passed on: {type(exc).__name__}: {exc}"
+                    await self.journal.flag_unmatched(mid, rfc3339(self.clock()), why)
             return _outcome_of(record, verdict)
         if isinstance(result, Idempotent):
             return _original_outcome(result.original)
