@@ -223,8 +223,22 @@ class Daemon:
             for connector, states in depth.items():
                 for st, n in states.items():
                     metrics.outbox_depth.labels(connector, st).set(n)
-            write_runtime_file(self.config, addrs, self.deliveries.snapshot() if self.deliveries else [], depth)
+            live = self.deliveries.snapshot() if self.deliveries else []
+            write_runtime_file(self.config, addrs, live, depth, self._signing_snapshot())
             await trio.sleep(STATUS_INTERVAL_S)
+
+    def _signing_snapshot(self) -> dict[str, object] | None:
+        if self.signing is None:
+            return None
+        stats = self.signing.statistics()
+        return {
+            "token": self.signing.settings.token,
+            "active": self.signing.settings.active,
+            "ready": stats.ready,
+            "workers": stats.workers,
+            "signed": stats.items,
+            "last_error": stats.last_error,
+        }
 
     async def _reload_loop(self) -> None:
         while True:
@@ -274,6 +288,7 @@ def write_runtime_file(
     addrs: list[Any],
     connectors: list[dict[str, object]] | None = None,
     outbox: dict[str, dict[str, int]] | None = None,
+    signing: dict[str, object] | None = None,
 ) -> None:
     path = runtime_file(cfg)
     tmp = path.with_suffix(".tmp")
@@ -282,6 +297,7 @@ def write_runtime_file(
         "http": [f"{a[0]}:{a[1]}" for a in addrs],
         "connectors": connectors or [],
         "outbox": outbox or {},
+        "signing": signing,
     }
     tmp.write_text(json.dumps(doc))
     tmp.replace(path)  # atomic: switchctl never reads half a file

@@ -177,13 +177,17 @@ def cmd_status(args: argparse.Namespace) -> int:
         "draining": bool(ready and ready.get("draining")),
     }
     stats = _journal(cfg).stats() if cfg.journal_path.exists() else {}
-    connectors = _runtime(cfg).get("connectors", []) if daemon["running"] else []
+    runtime = _runtime(cfg) if daemon["running"] else {}
+    connectors = runtime.get("connectors", [])
+    signing = runtime.get("signing")
+    problems = (ready or {}).get("problems") or {}
     outbox = _journal(cfg).outbox_depth() if cfg.journal_path.exists() else {}
     if args.json:
         as_json(
             {
-                "daemon": daemon,
+                "daemon": {**daemon, "problems": problems},
                 "journal": str(cfg.journal_path),
+                "signing": signing,
                 "stats": stats,
                 "connectors": connectors,
                 "outbox": outbox,
@@ -192,6 +196,16 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0 if daemon["running"] else 3
     state = "ready" if daemon["ready"] else ("draining" if daemon["draining"] else "running, not ready")
     print(f"daemon   {daemon['listener']}: {state if daemon['running'] else 'not running'}")
+    for name, why in sorted(problems.items()):
+        print(f"  not ready because of {name}: {why}")
+    if signing:
+        signing_health = "ready" if signing.get("ready") else f"UNAVAILABLE ({signing.get('last_error')})"
+        print(
+            f"signing  key {signing.get('active')!r} on token {signing.get('token')!r}, "
+            f"{signing.get('workers')} signer process(es), {signing.get('signed')} signed: {signing_health}"
+        )
+    elif daemon["running"]:
+        print("signing  off (no [hsm] in the config): outbound messages go unsigned")
     print(f"journal  {cfg.journal_path}")
     for section, counts in stats.items():
         if isinstance(counts, dict) and counts:

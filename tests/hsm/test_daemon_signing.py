@@ -237,6 +237,11 @@ async def test_token_unusable_at_start_readiness_fails_messages_wait_then_go_sig
         finally:
             journal.close()
 
+        # The operator's view says what is wrong (status runs switchctl as a separate process: off the trio thread).
+        await trio.sleep(1.5)  # the runtime file is rewritten every second
+        status = await trio.to_thread.run_sync(switchctl, rd.config_path, "status")
+        assert "not ready because of hsm" in status.stdout and "UNAVAILABLE" in status.stdout, status.stdout
+
         late_pin.write_text(Path(dev_token.settings.pin_file).read_text())
         late_pin.chmod(0o600)
         sent = await delivered_file(outbox_dir, "WAIT-1")
@@ -245,6 +250,9 @@ async def test_token_unusable_at_start_readiness_fails_messages_wait_then_go_sig
             with trio.fail_after(WAIT_S):
                 while (await anon.get("/readyz")).status_code != 200:
                     await trio.sleep(0.1)
+        await trio.sleep(1.5)
+        status = await trio.to_thread.run_sync(switchctl, rd.config_path, "status")
+        assert "signing  key 'sig-rsa' on token" in status.stdout and "signed: ready" in status.stdout, status.stdout
     finally:
         await stop(rd)
 
