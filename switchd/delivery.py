@@ -199,6 +199,9 @@ class ConnectorWorker:
     async def _deliver(self, row: OutboxRow) -> None:
         try:
             await self._attempt(row)
+        except Exception:  # a bug here must cost this row a later retry, never the worker (and the daemon)
+            log.exception("%s: delivering %s failed unexpectedly; it will be tried again", self.cfg.name, row.id)
+            self.postponed[row.id] = time.monotonic() + self.cfg.backoff_max_s
         finally:
             self.inflight.discard(row.id)
             self.wake()
@@ -267,7 +270,12 @@ class ConnectorWorker:
         self.build_failures.pop(row.id, None)
         now = self.clock()
         error = f"the message for {name} could not be built: {type(exc).__name__}: {exc}"
-        report, originator = await self.reporter.rejection(row.message_id, row.tx_indexes, REFUSED, error, now)
+        report: ReportRecord | None = None
+        originator: str | None = None
+        try:
+            report, originator = await self.reporter.rejection(row.message_id, row.tx_indexes, REFUSED, error, now)
+        except Exception:  # the original itself may be what cannot be read: fail the part without a report
+            log.exception("%s: no RJCT report for %s", name, row.id)
         if await self.journal.fail_unsent(row.id, rfc3339(now), error, report, originator):
             self.metrics.delivery_attempts.labels(name, "failed").inc()
 

@@ -338,3 +338,27 @@ async def test_a_return_from_the_bank_is_journaled_on_the_payment_and_forwarded_
     assert r.status_code == 202, r.text
     await wait_for_state(routed, r.json()["id"], {"delivered", "answered"}, who="bank-b")
     assert [e["kind"] for e in (await wait_for_state(routed, mid, {"returned"}))["events"]].count("returned") == 1
+
+
+async def test_when_even_the_report_cannot_be_built_the_part_still_fails_and_delivery_goes_on(
+    routed: RunningDaemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = outbound_envelope
+
+    def broken(document: Any, **kw: Any) -> bytes:
+        text = document if isinstance(document, bytes) else etree.tostring(document)
+        if b"NOREPORT" in text:
+            raise ValueError("simulated builder bug")
+        return real(document, **kw)
+
+    async def no_report(*args: Any, **kw: Any) -> Any:
+        raise LookupError("simulated: the original cannot be read")
+
+    monkeypatch.setattr("switchd.outgoing.outbound_envelope", broken)
+    monkeypatch.setattr("switchd.outgoing.OriginatorReports.rejection", no_report)
+    r = await post(routed, pacs008(msg_id="NOREPORT-1", txs=[Tx(end_to_end_id="E2E-NR")]))
+    mid = r.json()["id"]
+    body = await wait_for_state(routed, mid, {"failed"})
+    assert "delivery_failed" in kinds(body) and "reported" not in kinds(body)
+    r = await post(routed, pacs008(msg_id="AFTER-NR", txs=[Tx(end_to_end_id="E2E-ANR")]))
+    await wait_for_state(routed, r.json()["id"], {"answered", "delivered"})
