@@ -332,10 +332,15 @@ class DeadlineWatch:
             overdue, nxt = self._read(rfc3339(now))  # two indexed reads: cheaper inline than a thread hop
             for row in overdue:
                 why = f"no answer from {row.connector} by the deadline {row.deadline_at}"
-                report, originator = await self.reporter.rejection(row.message_id, row.tx_indexes, TIMEOUT, why, now)
-                if await self.journal.time_out(row.id, rfc3339(self.clock()), report, originator):
-                    self.timed_out += 1
-                    log.warning("%s timed out: %s", row.id, why)
+                try:
+                    report, originator = await self.reporter.rejection(
+                        row.message_id, row.tx_indexes, TIMEOUT, why, now
+                    )
+                    if await self.journal.time_out(row.id, rfc3339(self.clock()), report, originator):
+                        self.timed_out += 1
+                        log.warning("%s timed out: %s", row.id, why)
+                except Exception:  # one row's bug must not stop the watch (or the daemon): the next loop retries
+                    log.exception("timing out %s failed", row.id)
             wait = POLL_S
             if nxt is not None:
                 wait = min(POLL_S, max(0.01, (datetime.fromisoformat(nxt) - self.clock()).total_seconds()))
