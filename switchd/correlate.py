@@ -21,7 +21,7 @@ from lxml import etree
 from switchd.config import Config
 from switchd.errors import Finding
 from switchd.iso.refs import MessageRefs
-from switchd.iso.xml import local_name, parse_message
+from switchd.iso.xml import parse_message
 from switchd.journal import Journal, OutboxRow, ReportRecord
 from switchd.metrics import Metrics
 from switchd.outgoing import Original, OriginatorReports, part_txs
@@ -51,24 +51,9 @@ class TxStatus:
         return out
 
 
-def tx_statuses(document: etree._Element) -> list[TxStatus]:
-    """Each TxInfAndSts of a pacs.002 / pain.002 Document, with its reason codes (refs.py does not keep those)."""
-    out = []
-    for el in document.iter():
-        if not isinstance(el.tag, str) or local_name(el) != "TxInfAndSts":
-            continue
-        found: dict[str, str] = {}
-        reasons: list[str] = []
-        for child in el.iter():
-            if not isinstance(child.tag, str):
-                continue
-            name = local_name(child)
-            if name in ("OrgnlEndToEndId", "OrgnlUETR", "TxSts") and name not in found:
-                found[name] = (child.text or "").strip()
-            elif name == "Cd" and child.getparent() is not None and local_name(child.getparent()) == "Rsn":
-                reasons.append((child.text or "").strip())
-        out.append(TxStatus(found.get("OrgnlEndToEndId"), found.get("OrgnlUETR"), found.get("TxSts"), tuple(reasons)))
-    return out
+def tx_statuses(refs: MessageRefs) -> list[TxStatus]:
+    """Each TxInfAndSts of a pacs.002 / pain.002, as extract_refs read it (with its reason codes)."""
+    return [TxStatus(t.original_end_to_end_id, t.original_uetr, t.status, t.reasons) for t in refs.transactions]
 
 
 def overall_status(group: str | None, txs: Sequence[TxStatus]) -> str:
@@ -101,7 +86,7 @@ class Correlator:
                 return c.participant
         return None
 
-    async def on_report(self, report_message_id: str, participant: str, refs: MessageRefs, raw: bytes) -> str:
+    async def on_report(self, report_message_id: str, participant: str, refs: MessageRefs) -> str:
         """Correlate an accepted status report; returns "forwarded", "late", "repeated" or "unmatched"."""
         now = self.clock()
         candidates: list[OutboxRow] = []
@@ -122,8 +107,7 @@ class Correlator:
         # for the newest (a repeated answer, journaled as such).
         waiting = [r for r in mine if r.answer is None]
         row = (waiting or mine)[0]
-        parsed = parse_message(raw, max_bytes=self.config.http.max_body_bytes)
-        statuses = tx_statuses(parsed.document)
+        statuses = tx_statuses(refs)
         status = overall_status(refs.group_status, statuses)
         original = await self.reports.originals.get(row.message_id)
         forward = self._forward(original, row, status, statuses, now)

@@ -27,8 +27,8 @@ from switchd.timefmt import rfc3339, utc_now
 from switchd.workers import VerdictSource
 
 Clock = Callable[[], datetime]
-# (report's message id, sending participant, its refs, its raw bytes) -> how it was correlated
-ReportHook = Callable[[str, str, MessageRefs, bytes], Awaitable[str]]
+# (report's message id, sending participant, its refs) -> how it was correlated
+ReportHook = Callable[[str, str, MessageRefs], Awaitable[str]]
 log = logging.getLogger("switchd.pipeline")
 
 
@@ -200,7 +200,7 @@ class Pipeline:
     async def _correlate(self, mid: str, inbound: Inbound, verdict: Verdict) -> None:
         assert self.on_report is not None and verdict.refs is not None
         try:
-            await self.on_report(mid, inbound.participant.name, verdict.refs, inbound.raw)
+            await self.on_report(mid, inbound.participant.name, verdict.refs)
         except Exception:  # the report is journaled already; a correlation bug must not turn into a lost answer
             log.exception("%s: correlating the status report failed", mid)
 

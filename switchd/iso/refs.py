@@ -78,6 +78,7 @@ class TxRefs(NamedTuple):
     original_instr_id: str | None = None
     original_uetr: str | None = None
     mandate_id: str | None = None  # pain.008 DrctDbtTx/MndtRltdInf/MndtId
+    reasons: tuple[str, ...] = ()  # StsRsnInf/Rsn/Cd of a status report's transaction
 
 
 class PmtInfRefs(NamedTuple):
@@ -240,6 +241,9 @@ class _Tags:
         self.OrgnlGrpInf = q + "OrgnlGrpInf"
         self.MndtRltdInf = q + "MndtRltdInf"
         self.MndtId = q + "MndtId"
+        self.StsRsnInf = q + "StsRsnInf"
+        self.Rsn = q + "Rsn"
+        self.Cd = q + "Cd"
         # Per referring message type: (tags of the layout, the transaction table). Built for every namespace
         # (a few us once per message definition); only the family's own entry is used.
         self.referring = {
@@ -573,6 +577,16 @@ def _report_tx(
         elif child.tag == t.OrgnlGrpInf:
             orgnl = child
     orig_msg_id, orig_nm_id = _original_group(orgnl, t, group_original)
+    # Read here, in the worker that parsed the report, so correlation never parses it again.
+    reasons = tuple(
+        code
+        for info in el
+        if info.tag == t.StsRsnInf
+        for rsn in info
+        if rsn.tag == t.Rsn
+        for cd in rsn
+        if cd.tag == t.Cd and (code := _text(cd))
+    )
     return TxRefs(
         index=index,
         path=path,
@@ -593,6 +607,7 @@ def _report_tx(
         original_tx_id=tx_id_text,
         original_instr_id=instr_text,
         original_uetr=uetr_text,
+        reasons=reasons,
     )
 
 
