@@ -21,7 +21,7 @@ from switchd.iso.refs import MessageRefs, extract_refs
 from switchd.iso.reports import build_status_report
 from switchd.iso.rules import check_rules, check_sender_authority
 from switchd.iso.validate import SchemaSet
-from switchd.iso.xml import ParsedMessage, local_name, parse_message
+from switchd.iso.xml import ParsedMessage, document_msg_id, local_name, parse_message
 from switchd.journal import ReportRecord
 
 
@@ -137,7 +137,8 @@ class Examiner:
         try:
             exam.parsed = parse_message(raw, max_bytes=self.max_message_bytes)
             exam.defn = self._identify(exam.parsed)
-            exam.msg_id = _msg_id(exam.parsed.document)
+            msg_id = document_msg_id(exam.parsed.document)
+            exam.msg_id = msg_id[:35] if msg_id else None  # Max35Text: what a report can carry
             self._validate(exam, now)
         except Rejection as rej:
             exam.rejection = rej
@@ -219,18 +220,6 @@ def _signature_code(exc: SignatureInvalid) -> str:
     now, DS0E signed with a certificate that is not the sender's, DS0B anything else (a changed AppHdr, Document or
     KeyInfo, a bad SignatureValue, another layout)."""
     return {"missing": "DS0A", "expired": "DS0D", "untrusted": "DS0E"}.get(exc.reason, "DS0B")
-
-
-def _msg_id(document: etree._Element) -> str | None:
-    """GrpHdr/MsgId read before validation, so even an invalid message's report can name it."""
-    for top in document:
-        if not isinstance(top.tag, str):
-            continue
-        for grp in top:
-            if local_name(grp) == "GrpHdr":
-                text = _child_text(grp, "MsgId")
-                return text[:35] if text else None
-    return None
 
 
 def _child_text(el: etree._Element, name: str) -> str | None:

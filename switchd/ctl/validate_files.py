@@ -13,12 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lxml import etree
-
 from switchd.errors import Finding, Rejection
 from switchd.iso.catalogue import Catalogue, MessageDef
 from switchd.iso.validate import SchemaSet
-from switchd.iso.xml import ParsedMessage, local_name, parse_message
+from switchd.iso.xml import ParsedMessage, document_msg_id, parse_message
 
 if TYPE_CHECKING:
     from switchd.config import Participant
@@ -48,7 +46,8 @@ class FileValidator:
             return _answer(None, None, [Finding("FF01", detail, path="/Document")])
         findings = self._schema_findings(defn, parsed)
         if findings:
-            return _answer(defn, _msg_id(parsed.document), findings)
+            msg_id = document_msg_id(parsed.document)
+            return _answer(defn, msg_id[:35] if msg_id else None, findings)
         return self._rules(defn, parsed, sender_bics)
 
     def _schema_findings(self, defn: MessageDef, parsed: ParsedMessage) -> list[Finding]:
@@ -106,18 +105,3 @@ def _answer(defn: MessageDef | None, msg_id: str | None, findings: Sequence[Find
         "msg_id": msg_id,
         "errors": [f.as_json() for f in findings],
     }
-
-
-def _msg_id(document: etree._Element) -> str | None:
-    """GrpHdr/MsgId read without the schema's blessing, as the daemon names an invalid message in its report."""
-    for top in document:
-        if not isinstance(top.tag, str):
-            continue
-        for grp in top:
-            if local_name(grp) == "GrpHdr":
-                for child in grp:
-                    if local_name(child) == "MsgId":
-                        text = (child.text or "").strip()
-                        return text[:35] or None
-                return None
-    return None

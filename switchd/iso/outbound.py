@@ -29,7 +29,7 @@ from lxml import etree
 
 from switchd.errors import Rejection
 from switchd.iso.rules import bic_problem
-from switchd.iso.xml import ISO_NS_PREFIX, local_name, namespace_of, parse_message
+from switchd.iso.xml import ISO_NS_PREFIX, document_msg_id, local_name, namespace_of, parse_message
 
 ENVELOPE_NS = "urn:switchd:xsd:envelope"  # the same wrapper tests/builders.py sends inbound
 ENVELOPE_TAG = f"{{{ENVELOPE_NS}}}BizMsg"
@@ -184,13 +184,10 @@ def document_ids(document: etree._Element) -> tuple[str, str]:
     ns = namespace_of(document)
     if local_name(document) != "Document" or not ns.startswith(ISO_NS_PREFIX):
         raise ValueError(f"not an ISO 20022 Document: {document.tag}")
-    q = "{" + ns + "}"
-    for body in document:
-        for path in ("GrpHdr/MsgId", "Assgnmt/Id"):
-            msg_id = body.findtext(q + path.replace("/", "/" + q))
-            if msg_id and msg_id.strip():
-                return ns[len(ISO_NS_PREFIX) :], msg_id.strip()
-    raise ValueError("the Document has no GrpHdr/MsgId (nor Assgnmt/Id)")
+    msg_id = document_msg_id(document)
+    if msg_id is None:
+        raise ValueError("the Document has no GrpHdr/MsgId (nor Assgnmt/Id)")
+    return ns[len(ISO_NS_PREFIX) :], msg_id
 
 
 def build_envelope(app_hdr: etree._Element, document: etree._Element | bytes) -> bytes:

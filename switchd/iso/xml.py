@@ -102,6 +102,24 @@ def _refuse_relative_namespaces(raw: bytes, root: etree._Element) -> None:
                 )
 
 
+def document_msg_id(document: etree._Element) -> str | None:
+    """The message's identification, read without the schema's blessing (so an invalid message's report can name
+    it too): GrpHdr/MsgId, or Assgnmt/Id for the investigation messages (camt.056, camt.029), which have no group
+    header. Stripped; None when absent or empty."""
+    for body in document:
+        if not isinstance(body.tag, str):
+            continue
+        for block in body:
+            name = local_name(block)
+            if name in ("GrpHdr", "Assgnmt"):
+                wanted = "MsgId" if name == "GrpHdr" else "Id"
+                for child in block:
+                    if local_name(child) == wanted:
+                        return (child.text or "").strip() or None
+                return None
+    return None
+
+
 def local_name(el: etree._Element) -> str:
     # string ops on "{ns}name": etree.QName costs ~2 us a call and this runs several times per message
     tag = el.tag
