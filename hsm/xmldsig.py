@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from lxml import etree
 
 from hsm.errors import SignatureInvalid, SigningError
+from switchd.iso.xml import hardened_parser
 
 DS_NS = "http://www.w3.org/2000/09/xmldsig#"
 EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
@@ -63,26 +64,12 @@ _DS = f"{{{DS_NS}}}"
 _DER = Encoding.DER
 
 
-def _parser() -> etree.XMLParser:
-    # The same hardening as switchd.iso.xml: no DTD, no entities, no network, libxml2 limits on.
-    return etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        attribute_defaults=False,
-        huge_tree=False,
-        remove_pis=True,
-        collect_ids=False,
-    )
-
-
 def parse(data: bytes) -> etree._Element:
     """Parse an envelope with the hardened parser. Raises ValueError (not XML, or a DOCTYPE)."""
     if b"<!DOCTYPE" in data:
         raise ValueError("DOCTYPE is not allowed")
     try:
-        root = etree.fromstring(data, _parser())
+        root = etree.fromstring(data, hardened_parser())
     except etree.XMLSyntaxError as exc:
         raise ValueError(f"not well-formed XML: {exc}") from None
     docinfo = root.getroottree().docinfo
