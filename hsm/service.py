@@ -5,7 +5,7 @@ session and signs on one thread; to use every core, `workers` processes are spaw
 a forked child would inherit the parent's module state). Each worker logs in once, under the login file lock, and
 keeps its `Signer` between jobs. A job carries up to `batch_max` messages: the dispatcher takes a free worker slot,
 then everything queued at that moment, so the per-job round trip is shared under load while a lone message goes
-out at once (the same scheme as switchd/workers.py).
+out at once (switchd/batches.py, shared with the intake examiners).
 
 Failure. A token failure raises HsmUnavailable in the worker; the worker drops its session and the next job logs in
 afresh, so signing resumes by itself once the HSM is back. Every message of a failed batch gets HsmUnavailable:
@@ -19,6 +19,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import outcome
@@ -31,6 +32,7 @@ from hsm.errors import HsmError, HsmUnavailable, SignatureInvalid
 from hsm.settings import HsmSettings
 from hsm.signer import SignedMessage, Signer
 from hsm.xmldsig import Verified, verify_envelope
+from switchd.batches import BatchQueue
 
 _DER = Encoding.DER
 ANSWER_TIMEOUT_S = 30.0  # the longest a caller waits for its batch to be signed
@@ -103,15 +105,6 @@ def run_batch(settings: HsmSettings, items: Sequence[Item]) -> list[ItemResult]:
 # --- daemon side --------------------------------------------------------------------------------------------
 
 
-class _Pending:
-    __slots__ = ("done", "item", "result")
-
-    def __init__(self, item: Item) -> None:
-        self.item = item
-        self.done = trio.Event()
-        self.result: outcome.Outcome[ItemResult] | None = None
-
-
 @dataclass(frozen=True)
 class SigningStatistics:
     workers: int
@@ -133,15 +126,11 @@ class SigningService:
         self._settings = settings
         # Default cores - 1, like the intake workers: the daemon's own thread (HTTP, journal, delivery) keeps a core.
         self.workers = workers or settings.workers or max(1, (os.cpu_count() or 1) - 1)
-        self.batch_max = batch_max or settings.batch_max
-        self._send, self._receive = trio.open_memory_channel[_Pending](math.inf)
-        self._slots = trio.Semaphore(self.workers)
+        self.queue = BatchQueue[Item, ItemResult](self.workers, batch_max or settings.batch_max)
         self.certificates: dict[str, x509.Certificate] = {}
         self.ready = False
         self.last_error: str | None = None
         self._ready_event = trio.Event()
-        self.batches = 0
-        self.items = 0
 
     @property
     def settings(self) -> HsmSettings:
@@ -153,7 +142,7 @@ class SigningService:
         self._settings = settings
 
     def statistics(self) -> SigningStatistics:
-        return SigningStatistics(self.workers, self.batches, self.items, self.ready, self.last_error)
+        return SigningStatistics(self.workers, self.queue.batches, self.queue.jobs, self.ready, self.last_error)
 
     async def wait_ready(self) -> None:
         await self._ready_event.wait()
@@ -183,22 +172,11 @@ class SigningService:
                     if not self.ready:
                         nursery.start_soon(self._keep_warming, ctx, retry_s)
                     task_status.started()
-                    await self._dispatch(ctx, nursery)
+                    await self.queue.serve(partial(self._run_batch, ctx))
         # Raised here, after the worker context closed, so `nursery.start` sees HsmUnavailable itself rather than
         # an ExceptionGroup around it.
         if failed is not None:
             raise failed
-
-    async def _dispatch(self, ctx: trio_parallel.WorkerContext, nursery: trio.Nursery) -> None:
-        while True:
-            await self._slots.acquire()
-            batch = [await self._receive.receive()]
-            while len(batch) < self.batch_max:
-                try:
-                    batch.append(self._receive.receive_nowait())
-                except trio.WouldBlock:
-                    break
-            nursery.start_soon(self._run_batch, ctx, batch)
 
     async def _warm(self, ctx: trio_parallel.WorkerContext) -> None:
         # One concurrent login job per worker: each lands in its own process (a busy worker takes no second job).
@@ -230,46 +208,30 @@ class SigningService:
             except HsmUnavailable:
                 continue
 
-    async def _run_batch(self, ctx: trio_parallel.WorkerContext, batch: list[_Pending]) -> None:
+    async def _run_batch(
+        self, ctx: trio_parallel.WorkerContext, items: list[Item]
+    ) -> list[outcome.Outcome[ItemResult]]:
         try:
-            result = await outcome.acapture(ctx.run_sync, run_batch, self._settings, [p.item for p in batch])
-        finally:
-            self._slots.release()
-        self.batches += 1
-        self.items += len(batch)
-        if isinstance(result, outcome.Value):
-            if any(p.item[0] == "sign" for p in batch):
-                # A batch signed: the token is usable again after a runtime failure (readiness follows it).
-                self.ready, self.last_error = True, None
-                self._ready_event.set()
-            for pending, r in zip(batch, result.value, strict=True):
-                pending.result = outcome.Value(r)
-                pending.done.set()
-            return
-        error = _as_hsm_error(result.error)
-        if isinstance(error, HsmUnavailable):
-            self.ready = False
-            self.last_error = str(error)
-        for pending in batch:
-            pending.result = outcome.Error(error)
-            pending.done.set()
+            results = await ctx.run_sync(run_batch, self._settings, items)
+        except BaseException as exc:
+            error = _as_hsm_error(exc)
+            if isinstance(error, HsmUnavailable):
+                self.ready = False
+                self.last_error = str(error)
+            raise error from None
+        if any(item[0] == "sign" for item in items):
+            # A batch signed: the token is usable again after a runtime failure (readiness follows it).
+            self.ready, self.last_error = True, None
+            self._ready_event.set()
+        return [outcome.Value(r) for r in results]
 
     async def _submit(self, items: Sequence[Item]) -> list[ItemResult]:
-        pendings = [_Pending(item) for item in items]
-        for p in pendings:
-            self._send.send_nowait(p)  # unbounded: callers (delivery workers) bound how much they hand over
-        # Shielded: once queued the job will run; an abandoned waiter would only lose its answer. Bounded: a token
-        # that hangs (a network HSM gone quiet) must not hold up delivery, or shutdown, for ever.
-        with trio.CancelScope(shield=True), trio.move_on_after(ANSWER_TIMEOUT_S):
-            for p in pendings:
-                await p.done.wait()
-        if not all(p.done.is_set() for p in pendings):
-            raise HsmUnavailable(f"no answer from the signer processes within {ANSWER_TIMEOUT_S:g} s")
-        out = []
-        for p in pendings:
-            assert p.result is not None
-            out.append(p.result.unwrap())
-        return out
+        # Bounded: a token that hangs (a network HSM gone quiet) must not hold up delivery, or shutdown, for ever.
+        try:
+            results = await self.queue.submit(items, ANSWER_TIMEOUT_S)
+        except trio.TooSlowError:
+            raise HsmUnavailable(f"no answer from the signer processes within {ANSWER_TIMEOUT_S:g} s") from None
+        return [r.unwrap() for r in results]
 
     async def sign(self, envelopes: Sequence[bytes]) -> list[SignedMessage]:
         """Sign each envelope (`<AnyRoot><AppHdr/><Document/></AnyRoot>`) with the active key, in order.

@@ -2,9 +2,7 @@
 
 Theory of operation. Examining a message (parse, validate, rules, report) is Python CPU work that holds the GIL,
 so threads do not scale it; processes do. Each worker is spawned (not forked), compiles the schemas once, and
-receives *batches*: the dispatcher takes one worker slot, then everything queued at that moment (up to
-`batch_max`), so under load a batch grows to what arrived during the previous one and the per-job round trip
-(~0.4 ms) is shared, while at low load a lone message goes out at once.
+receives adaptive batches (switchd/batches.py).
 """
 
 from __future__ import annotations
@@ -20,6 +18,7 @@ import outcome
 import trio
 import trio_parallel
 
+from switchd.batches import BatchQueue
 from switchd.examine import Examiner, Job, Verdict
 from switchd.schemas import load_schemas
 
@@ -77,15 +76,6 @@ class ExamineFailed(Exception):
 # --- daemon side --------------------------------------------------------------------------------------------
 
 
-class _Pending:
-    __slots__ = ("done", "job", "result")
-
-    def __init__(self, job: Job) -> None:
-        self.job = job
-        self.done = trio.Event()
-        self.result: outcome.Outcome[Verdict] | None = None
-
-
 class ProcessExaminer:
     """A pool of `workers` examiner processes; `run()` must be running (nursery.start) while `verdict` is used."""
 
@@ -95,64 +85,28 @@ class ProcessExaminer:
         self.schema_dir = str(schema_dir)
         self.max_bytes = max_bytes
         self.workers = workers
-        self.batch_max = batch_max
-        self._send, self._receive = trio.open_memory_channel[_Pending](math.inf)
-        self._slots = trio.Semaphore(workers)  # released by the batch task, not the dispatcher
-        self.batches = 0
-        self.jobs = 0
+        self.queue = BatchQueue[Job, Verdict](workers, batch_max)
 
     async def verdict(self, job: Job) -> Verdict:
-        pending = _Pending(job)
-        self._send.send_nowait(pending)  # unbounded: intake is bounded upstream (connections, drain)
-        # Shielded: once queued the job will run; an abandoned waiter would only lose its answer.
-        with trio.CancelScope(shield=True):
-            await pending.done.wait()
-        assert pending.result is not None
-        return pending.result.unwrap()
+        (result,) = await self.queue.submit([job])
+        return result.unwrap()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with (
-            trio_parallel.open_worker_context(
-                idle_timeout=math.inf,
-                init=partial(_prepare, self.schema_dir, self.max_bytes),
-                grace_period=10.0,
-            ) as ctx,
-            trio.open_nursery() as nursery,
-        ):
+        async with trio_parallel.open_worker_context(
+            idle_timeout=math.inf,
+            init=partial(_prepare, self.schema_dir, self.max_bytes),
+            grace_period=10.0,
+        ) as ctx:
             # Warm every worker (spawn + import + schema compile) before the daemon says it is ready.
             async with trio.open_nursery() as warm:
                 for _ in range(self.workers):
                     warm.start_soon(ctx.run_sync, _prepare, self.schema_dir, self.max_bytes)
             task_status.started()
-            while True:
-                await self._slots.acquire()
-                batch = [await self._receive.receive()]
-                while len(batch) < self.batch_max:
-                    try:
-                        batch.append(self._receive.receive_nowait())
-                    except trio.WouldBlock:
-                        break
-                nursery.start_soon(self._run_batch, ctx, batch)
+            await self.queue.serve(partial(self._run_batch, ctx))
 
-    async def _run_batch(self, ctx: trio_parallel.WorkerContext, batch: list[_Pending]) -> None:
-        try:
-            result = await outcome.acapture(
-                ctx.run_sync, examine_batch, self.schema_dir, self.max_bytes, [p.job for p in batch]
-            )
-        finally:
-            self._slots.release()
-        self.batches += 1
-        self.jobs += len(batch)
-        if isinstance(result, outcome.Value):
-            for pending, verdict in zip(batch, result.value, strict=True):
-                pending.result = (
-                    outcome.Error(verdict) if isinstance(verdict, ExamineFailed) else outcome.Value(verdict)
-                )
-                pending.done.set()
-        else:
-            for pending in batch:  # a worker crash fails its batch; each sender gets an error, the daemon lives
-                pending.result = outcome.Error(result.error)
-                pending.done.set()
+    async def _run_batch(self, ctx: trio_parallel.WorkerContext, jobs: list[Job]) -> list[outcome.Outcome[Verdict]]:
+        verdicts = await ctx.run_sync(examine_batch, self.schema_dir, self.max_bytes, jobs)
+        return [outcome.Error(v) if isinstance(v, ExamineFailed) else outcome.Value(v) for v in verdicts]
 
 
 def default_workers() -> int:
