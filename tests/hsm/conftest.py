@@ -97,7 +97,10 @@ class SoftwareKey:
         return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
 
-def make_software_key(directory: Path, kind: str, cn: str = "Other Bank") -> SoftwareKey:
+def make_software_key(
+    directory: Path, kind: str, cn: str = "Other Bank", valid_days: tuple[int, int] = (-1, 30)
+) -> SoftwareKey:
+    """A key and self-signed certificate valid from `valid_days[0]` to `valid_days[1]` days from now."""
     key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey = (
         rsa.generate_private_key(65537, 2048) if kind == "rsa" else ec.generate_private_key(ec.SECP256R1())
     )
@@ -109,8 +112,8 @@ def make_software_key(directory: Path, kind: str, cn: str = "Other Bank") -> Sof
         .issuer_name(name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
+        .not_valid_before(now + datetime.timedelta(days=valid_days[0]))
+        .not_valid_after(now + datetime.timedelta(days=valid_days[1]))
         .sign(key, hashes.SHA256())
     )
     directory.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,6 @@ write (signxml with the BAH reference resolution, xmlsec1/openssl made signature
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import os
 import signal
@@ -15,9 +14,6 @@ import httpx
 import pytest
 import trio
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from lxml import etree
 
 from hsm.errors import SignatureInvalid
@@ -28,7 +24,7 @@ from switchd.daemon import Daemon
 from switchd.journal import Journal
 from tests.builders import Tx, pacs008
 from tests.conftest import RunningDaemon, switchctl, write_config
-from tests.hsm.conftest import DevToken, SoftwareKey
+from tests.hsm.conftest import DevToken, SoftwareKey, make_software_key
 from tests.hsm.tools import foreign_signed, openssl, signxml_verify
 
 DS = "{http://www.w3.org/2000/09/xmldsig#}"
@@ -105,6 +101,24 @@ async def delivered_file(outbox_dir: Path, msg_id: str) -> bytes:
                 if f.is_file() and not f.name.startswith(".") and needle in (data := f.read_bytes()):
                     return data
             await trio.sleep(0.05)
+
+
+async def wait_readyz(rd: RunningDaemon, status: int) -> None:
+    """Until /readyz answers `status`."""
+    async with rd.client(None) as anon:
+        with trio.fail_after(WAIT_S):
+            while (await anon.get("/readyz")).status_code != status:
+                await trio.sleep(0.1)
+
+
+def assert_waits_unsent(rd: RunningDaemon, mid: str) -> None:
+    """The message's one part is pending in the journal and no attempt was made: nothing left unsigned."""
+    journal = Journal.open(load_config(rd.config_path).journal_path, readonly=True)
+    try:
+        (part,) = journal.outbox(mid)
+        assert part.state == "pending" and journal.attempts(part.id) == []
+    finally:
+        journal.close()
 
 
 def certificate(config: Path, label: str | None = None) -> x509.Certificate:
@@ -230,12 +244,7 @@ async def test_token_unusable_at_start_readiness_fails_messages_wait_then_go_sig
             mid = r.json()["id"]
         await trio.sleep(1.0)
         assert not any(outbox_dir.iterdir()), "nothing may leave unsigned"
-        journal = Journal.open(load_config(rd.config_path).journal_path, readonly=True)
-        try:
-            (part,) = journal.outbox(mid)
-            assert part.state == "pending" and journal.attempts(part.id) == []
-        finally:
-            journal.close()
+        assert_waits_unsent(rd, mid)
 
         # The operator's view says what is wrong (status runs switchctl as a separate process: off the trio thread).
         await trio.sleep(1.5)  # the runtime file is rewritten every second
@@ -246,10 +255,7 @@ async def test_token_unusable_at_start_readiness_fails_messages_wait_then_go_sig
         late_pin.chmod(0o600)
         sent = await delivered_file(outbox_dir, "WAIT-1")
         signxml_verify(sent, certificate(rd.config_path))
-        async with rd.client(None) as anon:
-            with trio.fail_after(WAIT_S):
-                while (await anon.get("/readyz")).status_code != 200:
-                    await trio.sleep(0.1)
+        await wait_readyz(rd, 200)
         await trio.sleep(1.5)
         status = await trio.to_thread.run_sync(switchctl, rd.config_path, "status")
         assert "signing  key 'sig-rsa' on token" in status.stdout and "signed: ready" in status.stdout, status.stdout
@@ -265,29 +271,6 @@ def bank_c_key(tmp_path: Path) -> tuple[Path, Path]:
         "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key_pem), "-out", str(cert_pem),
         "-days", "2", "-subj", "/CN=Bank C/O=Elsewhere",
     )  # fmt: skip
-    return key_pem, cert_pem
-
-
-def expired_key(directory: Path) -> tuple[Path, Path]:
-    """A key and a certificate whose validity ended yesterday (made with cryptography, not our code)."""
-    key = rsa.generate_private_key(65537, 2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Bank C 2025")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=30))
-        .not_valid_after(now - datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    key_pem, cert_pem = directory / "expired.key.pem", directory / "expired.cert.pem"
-    key_pem.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return key_pem, cert_pem
 
 
@@ -309,8 +292,9 @@ async def test_inbound_signature_required_for_participants_with_certificates(
     outbox_dir = tmp_path / "to-bank"
     outbox_dir.mkdir()
     token = "demo-bank-c"
-    expired = expired_key(tmp_path)  # bank-c's previous key: still configured, its certificate has expired
-    cfg = write_config(tmp_path, extra=connector_and_signer(outbox_dir, cert_pem, expired[1]))
+    # bank-c's previous key: still configured, its certificate expired yesterday
+    expired = make_software_key(tmp_path, "rsa", "Bank C 2025", valid_days=(-30, -1))
+    cfg = write_config(tmp_path, extra=connector_and_signer(outbox_dir, cert_pem, expired.cert_pem))
     cfg.write_text(cfg.read_text().replace("0" * 64, hashlib.sha256(token.encode()).hexdigest()))
     d = Daemon(load_config(cfg))
     with trio.fail_after(WAIT_S):
@@ -329,7 +313,7 @@ async def test_inbound_signature_required_for_participants_with_certificates(
     tampered = foreign_signed(message("IN-TAMPER"), key_pem, cert_pem, work, throwaway, ec=False).replace(
         b"IN-TAMPER</EndToEndId>", b"IN-TAMPEX</EndToEndId>"
     )
-    too_old = foreign_signed(message("IN-EXPIRED"), *expired, work, throwaway, ec=False)
+    too_old = foreign_signed(message("IN-EXPIRED"), expired.key_pem, expired.cert_pem, work, throwaway, ec=False)
     # Sgntr holding something other than a ds:Signature: schema-valid (any element of another namespace), not signed.
     no_signature = message("IN-EMPTY").replace(
         b"</AppHdr>", b'<Sgntr><x:Seal xmlns:x="urn:example:x"/></Sgntr></AppHdr>', 1
@@ -402,26 +386,15 @@ async def test_hsm_lost_at_runtime_messages_wait_then_go_signed(
             r = await c.post("/v1/messages", content=pacs008(msg_id="RT-2"), headers=XML)
             assert r.status_code == 202, r.text  # intake stays open: the message is durable and waits
             mid = r.json()["id"]
-        async with rd.client(None) as anon:
-            with trio.fail_after(WAIT_S):
-                while (await anon.get("/readyz")).status_code != 503:
-                    await trio.sleep(0.1)
+        await wait_readyz(rd, 503)
         await trio.sleep(1.0)
         assert not [f for f in outbox_dir.iterdir() if b"RT-2" in f.read_bytes()], "nothing may leave unsigned"
-        journal = Journal.open(load_config(rd.config_path).journal_path, readonly=True)
-        try:
-            (part,) = journal.outbox(mid)
-            assert part.state == "pending" and journal.attempts(part.id) == []
-        finally:
-            journal.close()
+        assert_waits_unsent(rd, mid)
 
         # The HSM is back: the waiting message is signed and sent, readiness returns.
         (tmp_path / "runtime.pin.away").rename(pin)
         sent = await delivered_file(outbox_dir, "RT-2")
         signxml_verify(sent, certificate(rd.config_path))
-        async with rd.client(None) as anon:
-            with trio.fail_after(WAIT_S):
-                while (await anon.get("/readyz")).status_code != 200:
-                    await trio.sleep(0.1)
+        await wait_readyz(rd, 200)
     finally:
         await stop(rd)
