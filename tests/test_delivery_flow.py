@@ -280,18 +280,22 @@ async def test_every_routed_type_reaches_the_bank(routed: RunningDaemon, tmp_pat
     assert {"RET-9", "CXL-9", "RSL-9"} <= received
 
 
-async def test_a_part_whose_bytes_cannot_be_built_fails_with_ab09_instead_of_waiting_unseen(
-    routed: RunningDaemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    real = outbound_envelope
+def break_builder(monkeypatch: pytest.MonkeyPatch, marker: bytes) -> None:
+    """The outbound envelope builder raises for documents holding `marker` (a simulated bug), works for the rest."""
 
     def broken(document: Any, **kw: Any) -> bytes:
         text = document if isinstance(document, bytes) else etree.tostring(document)
-        if b"UNBUILDABLE" in text:
+        if marker in text:
             raise ValueError("simulated builder bug")
-        return real(document, **kw)
+        return outbound_envelope(document, **kw)
 
     monkeypatch.setattr("switchd.outgoing.outbound_envelope", broken)
+
+
+async def test_a_part_whose_bytes_cannot_be_built_fails_with_ab09_instead_of_waiting_unseen(
+    routed: RunningDaemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    break_builder(monkeypatch, b"UNBUILDABLE")
     r = await post(routed, pacs008(msg_id="UNBUILDABLE-1", txs=[Tx(end_to_end_id="E2E-UB")]))
     assert r.status_code == 202
     mid = r.json()["id"]
@@ -343,18 +347,10 @@ async def test_a_return_from_the_bank_is_journaled_on_the_payment_and_forwarded_
 async def test_when_even_the_report_cannot_be_built_the_part_still_fails_and_delivery_goes_on(
     routed: RunningDaemon, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = outbound_envelope
-
-    def broken(document: Any, **kw: Any) -> bytes:
-        text = document if isinstance(document, bytes) else etree.tostring(document)
-        if b"NOREPORT" in text:
-            raise ValueError("simulated builder bug")
-        return real(document, **kw)
-
     async def no_report(*args: Any, **kw: Any) -> Any:
         raise LookupError("simulated: the original cannot be read")
 
-    monkeypatch.setattr("switchd.outgoing.outbound_envelope", broken)
+    break_builder(monkeypatch, b"NOREPORT")
     monkeypatch.setattr("switchd.outgoing.OriginatorReports.rejection", no_report)
     r = await post(routed, pacs008(msg_id="NOREPORT-1", txs=[Tx(end_to_end_id="E2E-NR")]))
     mid = r.json()["id"]
