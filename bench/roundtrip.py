@@ -35,27 +35,9 @@ from switchd.iso.refs import extract_refs
 from switchd.iso.reports import build_status_report
 from switchd.schemas import load_schemas
 from tests.builders import Tx, pacs008
-from tests.conftest import write_config
+from tests.conftest import sim_bank, write_config
 
 REPO = Path(__file__).resolve().parent.parent
-SIM = """
-[[participants]]
-name = "sim-bank"
-bics = ["BBBBDEFFXXX"]
-
-[[connectors]]
-name = "sim"
-kind = "simulated"
-participant = "sim-bank"
-concurrency = 32
-
-[connectors.options]
-receipts = "{receipts}"
-
-[[routes]]
-name = "default"
-connector = "sim"
-"""
 HEADERS = {"Authorization": "Bearer demo-bank-a", "Content-Type": "application/xml"}
 
 
@@ -219,7 +201,7 @@ def run_daemon(tmp: Path, args: argparse.Namespace, hsm: str = "") -> tuple[dict
     """Start the real daemon (signing when `hsm` is the [hsm] table), run both loads, stop it."""
     tmp.mkdir()
     receipts = tmp / "receipts.jsonl"
-    config = write_config(tmp, workers=1, extra=SIM.format(receipts=receipts) + hsm)
+    config = write_config(tmp, workers=1, extra=sim_bank(receipts, concurrency=32) + hsm)
     if hsm:
         switchctl = Path(sys.executable).parent / "switchctl"
         subprocess.run([str(switchctl), "--config", str(config), "hsm", "init-dev"], check=True, capture_output=True)

@@ -81,6 +81,30 @@ def write_config(
     return path
 
 
+def sim_bank(receipts: Path, **connector: float | int) -> str:
+    """TOML (for write_config's `extra`) of the simulated bank as the default route: participant `sim-bank`
+    (BBBBDEFFXXX, answers only), connector `sim` recording to `receipts`; `connector` adds its settings
+    (backoff_initial_s=0.05, concurrency=16, ...)."""
+    settings = "".join(f"{key} = {value}\n" for key, value in connector.items())
+    return f"""
+[[participants]]
+name = "sim-bank"
+bics = ["BBBBDEFFXXX"]
+
+[[connectors]]
+name = "sim"
+kind = "simulated"
+participant = "sim-bank"
+{settings}
+[connectors.options]
+receipts = "{receipts}"
+
+[[routes]]
+name = "default"
+connector = "sim"
+"""
+
+
 @pytest.fixture
 def config_file(tmp_path: Path) -> Path:
     return write_config(tmp_path)

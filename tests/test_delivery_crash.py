@@ -16,29 +16,8 @@ import trio
 from adapters.local.simbank import read_receipts
 from switchd.config import load_config
 from switchd.journal import Journal
-from tests.conftest import start_daemon_process, switchctl, write_config
+from tests.conftest import sim_bank, start_daemon_process, switchctl, write_config
 from tests.test_daemon_process import _load
-
-BANK = """
-[[participants]]
-name = "sim-bank"
-bics = ["BBBBDEFFXXX"]
-
-[[connectors]]
-name = "sim"
-kind = "simulated"
-participant = "sim-bank"
-backoff_initial_s = 0.05
-backoff_max_s = 0.2
-concurrency = 16
-
-[connectors.options]
-receipts = "{receipts}"
-
-[[routes]]
-name = "default"
-connector = "sim"
-"""
 
 
 def _all_delivered(config: Path, accepted: list[str], timeout: float = 60) -> Journal:
@@ -54,7 +33,7 @@ def _all_delivered(config: Path, accepted: list[str], timeout: float = 60) -> Jo
 
 async def test_kill_9_during_delivery_loses_nothing_and_marks_possible_duplicates(tmp_path: Path) -> None:
     receipts = tmp_path / "receipts.jsonl"
-    config = write_config(tmp_path, extra=BANK.format(receipts=receipts))
+    config = write_config(tmp_path, extra=sim_bank(receipts, backoff_initial_s=0.05, backoff_max_s=0.2, concurrency=16))
     d = start_daemon_process(config, tmp_path / "run1.log")
     accepted: list[str] = []
     other: list[int] = []
@@ -95,7 +74,7 @@ async def test_kill_9_during_delivery_loses_nothing_and_marks_possible_duplicate
 
 async def test_replay_by_id_resends_with_the_same_msg_id_marked_and_journaled(tmp_path: Path) -> None:
     receipts = tmp_path / "receipts.jsonl"
-    config = write_config(tmp_path, extra=BANK.format(receipts=receipts))
+    config = write_config(tmp_path, extra=sim_bank(receipts, backoff_initial_s=0.05, backoff_max_s=0.2, concurrency=16))
     d = start_daemon_process(config, tmp_path / "run.log")
     try:
         from tests.builders import Tx, pacs008

@@ -17,28 +17,9 @@ import trio
 from switchd.config import load_config
 from switchd.daemon import Daemon
 from tests.builders import Tx, pacs008, stable_uetr
-from tests.conftest import RunningDaemon, switchctl, write_config
+from tests.conftest import RunningDaemon, sim_bank, switchctl, write_config
 from tests.iso.messages import Orig, Underlying, camt029, camt056, pacs004
 
-SIM = """
-[[participants]]
-name = "sim-bank"
-bics = ["BBBBDEFFXXX"]
-
-[[connectors]]
-name = "sim"
-kind = "simulated"
-participant = "sim-bank"
-backoff_initial_s = 0.05
-backoff_max_s = 0.2
-
-[connectors.options]
-receipts = "{receipts}"
-
-[[routes]]
-name = "default"
-connector = "sim"
-"""
 # Two participants' payments share an EndToEndId (it is unique only within its sender's messages); UETRs differ.
 E2E = "E2E-SHARED"
 UETR_A = stable_uetr("payment of bank-a")
@@ -47,7 +28,9 @@ UETR_B = stable_uetr("payment of bank-b")
 
 @pytest.fixture
 async def running(tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[RunningDaemon]:
-    path = write_config(tmp_path, extra=SIM.format(receipts=tmp_path / "receipts.jsonl"))
+    path = write_config(
+        tmp_path, extra=sim_bank(tmp_path / "receipts.jsonl", backoff_initial_s=0.05, backoff_max_s=0.2)
+    )
     d = Daemon(load_config(path))
     addr = (await nursery.start(d.run)).http_addresses[0]
     yield RunningDaemon(d, f"http://{addr[0]}:{addr[1]}", path)
