@@ -3,12 +3,12 @@
 Pure: elements and bytes in, bytes out; the creation time is passed in. Nothing is ever pretty-printed or
 re-indented, because the AppHdr signature (exclusive C14N) is computed over the exact whitespace.
 
-Rules for an outbound AppHdr derived from the one the participant sent (derive_app_hdr), and why:
+Rules for an outbound AppHdr derived from the one the participant sent (build_app_hdr), and why:
 
     Fr          the switch's BIC (given by the caller): the header's sender is who signs it, and switchd signs
                 every outbound message with its own key (the participant's signature cannot survive a split)
     To          the destination bank's BIC: the receiver routes and authenticates on it
-    BizMsgIdr   the outbound Document's GrpHdr/MsgId (a split part has a new one); MsgDefIdr its message id
+    BizMsgIdr   the outbound Document's GrpHdr/MsgId or Assgnmt/Id (a split part has a new one); MsgDefIdr its id
     CreDt       now: this is a new header instance
     PssblDplct  NOT inherited. Duplicates were refused at intake (DU01), so an accepted message is new to the
                 switch; the flag is the switch's own statement that it may have delivered this message before
@@ -67,31 +67,7 @@ def format_cre_dt(when: datetime) -> str:
 
 
 def build_app_hdr(
-    *,
-    fr_bic: str,
-    to_bic: str,
-    biz_msg_idr: str,
-    msg_def_idr: str,
-    cre_dt: datetime,
-    biz_svc: str | None = None,
-    possible_duplicate: bool = False,
-) -> etree._Element:
-    """A new head.001.001.02 AppHdr (for a participant that sent a bare Document). Raises ValueError for a
-    malformed BIC, an empty or over-long (35) identifier, or a naive `cre_dt`."""
-    return derive_app_hdr(
-        None,
-        fr_bic=fr_bic,
-        to_bic=to_bic,
-        biz_msg_idr=biz_msg_idr,
-        msg_def_idr=msg_def_idr,
-        cre_dt=cre_dt,
-        biz_svc=biz_svc,
-        possible_duplicate=possible_duplicate,
-    )
-
-
-def derive_app_hdr(
-    inbound: etree._Element | None,
+    inbound: etree._Element | None = None,
     *,
     fr_bic: str,
     to_bic: str,
@@ -106,7 +82,8 @@ def derive_app_hdr(
     Fr, To, BizMsgIdr, MsgDefIdr and CreDt are set from the arguments; `biz_svc` None keeps the inbound BizSvc;
     KEPT_FROM_INBOUND elements are copied (into the head.001.001.02 namespace if the inbound header used another
     head.001 version); PssblDplct is written only when `possible_duplicate`; Sgntr is never copied. `inbound` is
-    not modified. Raises ValueError as build_app_hdr does.
+    not modified. Raises ValueError for a malformed BIC, an empty or over-long (35) identifier, or a naive
+    `cre_dt`.
     """
     for name, bic in (("Fr", fr_bic), ("To", to_bic)):
         problem = bic_problem(bic)
@@ -223,10 +200,10 @@ def outbound_envelope(
     possible_duplicate: bool = False,
 ) -> bytes:
     """The envelope for one outbound Document: its AppHdr derived from `inbound_app_hdr` (or built when None) with
-    BizMsgIdr and MsgDefIdr read from the Document. Raises ValueError as derive_app_hdr and build_envelope do."""
+    BizMsgIdr and MsgDefIdr read from the Document. Raises ValueError as build_app_hdr and build_envelope do."""
     doc = _document(document)
     msg_def_idr, msg_id = document_ids(doc)
-    hdr = derive_app_hdr(
+    hdr = build_app_hdr(
         inbound_app_hdr,
         fr_bic=fr_bic,
         to_bic=to_bic,

@@ -17,7 +17,6 @@ from switchd.iso.outbound import (
     HEAD_NS,
     build_app_hdr,
     build_envelope,
-    derive_app_hdr,
     document_ids,
     format_cre_dt,
     is_possible_duplicate,
@@ -157,7 +156,7 @@ def test_derived_header_keeps_the_business_fields_and_drops_signature_and_duplic
     head = message_def("head.001.001.02")
     assert examiner.schemas.validate(head, inbound) == []  # the test input itself is a valid header
     before = etree.tostring(inbound)
-    hdr = derive_app_hdr(
+    hdr = build_app_hdr(
         inbound, fr_bic=SWITCH, to_bic=BANK, biz_msg_idr="OUT-1", msg_def_idr="pacs.008.001.08", cre_dt=NOW
     )
     assert etree.tostring(inbound) == before
@@ -181,7 +180,7 @@ def test_derived_header_keeps_the_business_fields_and_drops_signature_and_duplic
     assert hdr.findtext(Q + "BizSvc") == "swift.cbprplus.02"
     assert hdr.findtext(f"{Q}Rltd/{Q}BizMsgIdr") == "EARLIER-1"
     assert hdr.findtext(Q + "CreDt") == "2026-11-23T12:30:45.123+00:00"
-    replaced = derive_app_hdr(
+    replaced = build_app_hdr(
         inbound,
         fr_bic=SWITCH,
         to_bic=BANK,
