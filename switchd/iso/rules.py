@@ -80,6 +80,7 @@ from schwifty.exceptions import SchwiftyException
 from switchd.errors import Finding
 from switchd.iso.catalogue import MessageDef
 from switchd.iso.refs import MessageRefs, TxRefs, tx_by_path, tx_for
+from switchd.iso.xml import element_path
 
 # ISO 3166 alpha-2, plus XK: SWIFT issues Kosovo BICs with the user-assigned code XK.
 COUNTRIES: frozenset[str] = frozenset({c.alpha_2 for c in pycountry.countries} | {"XK"})
@@ -196,68 +197,10 @@ def uetr_problem(uetr: str) -> str | None:
 # -- helpers ------------------------------------------------------------------------------------------------------
 
 
-def _local(el: etree._Element) -> str:
-    return str(etree.QName(el).localname)
-
-
 def _qualifier(el: etree._Element) -> str:
     """ "{namespace}" of `el`, to prefix local names with (cheaper than etree.QName)."""
     tag = el.tag
     return tag[: tag.index("}") + 1] if tag.startswith("{") else ""
-
-
-class SiblingSteps:
-    """Path steps (`CdtTrfTxInf[2]`) of the children of the parents met so far, one pass per parent.
-
-    element_path on one finding counts its siblings; on a bulk file with findings in many of its 10,000
-    transactions that is quadratic (measured: 8 s for 465 findings in a 5 MB pacs.008). Sharing one SiblingSteps
-    over a document's findings makes it linear. Holds the elements: keep it no longer than the tree is walked.
-    """
-
-    def __init__(self) -> None:
-        self._steps: dict[etree._Element, dict[etree._Element, str]] = {}
-
-    def step(self, parent: etree._Element, node: etree._Element) -> str:
-        steps = self._steps.get(parent)
-        if steps is None:
-            children = [c for c in parent if isinstance(c.tag, str)]
-            counts: dict[str, int] = {}
-            for c in children:
-                counts[c.tag] = counts.get(c.tag, 0) + 1
-            seen: dict[str, int] = {}
-            steps = {}
-            for c in children:
-                name = _local(c)
-                if counts[c.tag] > 1:
-                    seen[c.tag] = seen.get(c.tag, 0) + 1
-                    name = f"{name}[{seen[c.tag]}]"
-                steps[c] = name
-            self._steps[parent] = steps
-        return steps[node]
-
-
-def element_path(el: etree._Element, siblings: SiblingSteps | None = None) -> str:
-    """`/Document/.../CdtTrfTxInf[2]/CdtrAgt/FinInstnId/BICFI`: the index only where a name repeats among its
-    siblings, the form validate.named_path uses. Only called for findings (it is not cheap); pass one
-    `siblings` for all the findings of a document."""
-    steps = []
-    node: etree._Element | None = el
-    while node is not None:
-        parent = node.getparent()
-        name = _local(node)
-        if parent is not None:
-            if siblings is not None:
-                name = siblings.step(parent, node)
-            else:
-                same = [c for c in parent if c.tag == node.tag]
-                if len(same) > 1:
-                    name = f"{name}[{same.index(node) + 1}]"
-            if parent.getparent() is None and _local(node) in ("AppHdr", "Document"):
-                steps.append(name)  # stop at AppHdr/Document: paths never name our envelope root
-                break
-        steps.append(name)
-        node = parent
-    return "/" + "/".join(reversed(steps))
 
 
 def _tx_ref(tx: TxRefs | None) -> str | None:
@@ -526,7 +469,6 @@ def _identifiers(document: etree._Element, refs: MessageRefs, findings: list[Fin
     if len(refs.transactions) > 2 and _all_valid(document, bicfi, iban_tag):
         return
     by_path: dict[str, TxRefs] | None = None  # built on the first finding
-    siblings = SiblingSteps()
     # One C-level walk for both tags; Python only sees the matches. Which account an IBAN belongs to (two
     # parent hops and a tag: ~0.5 us) and where it is only matter for a finding.
     for el in document.iter(bicfi, iban_tag):
@@ -543,7 +485,7 @@ def _identifiers(document: etree._Element, refs: MessageRefs, findings: list[Fin
                 if account is not None:
                     code = {q + name: c for name, c in _IBAN_CODES.items()}.get(account.tag, "AC01")
         if why is not None:
-            path = element_path(el, siblings)
+            path = element_path(el)
             if by_path is None:
                 by_path = tx_by_path(refs.transactions)
             tx_ref = _tx_ref(tx_for(path, by_path))

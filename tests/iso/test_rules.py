@@ -13,7 +13,6 @@ from switchd.errors import Finding
 from switchd.iso.refs import extract_refs
 from switchd.iso.rules import (
     IBAN_SPECS,
-    SiblingSteps,
     amount_problem,
     bic_problem,
     check_rules,
@@ -760,14 +759,26 @@ def test_sender_authority_for_new_types(message_id, data, owned, expected):
     assert authority(data, owned) == expected
 
 
-def test_shared_sibling_steps_give_the_same_paths():
-    # element_path with a SiblingSteps (linear over a bulk file's findings) names every element as without one.
-    _, doc = split(pacs008(txs=make_txs(4)))
-    doc.insert(0, etree.Comment("a comment is not a sibling"))
-    siblings = SiblingSteps()
-    elements = list(doc.iter(etree.Element))
+def _walked_path(el: etree._Element) -> str:
+    """The path by hand: up to AppHdr/Document, counting same-name element siblings (the reference)."""
+    steps = []
+    node = el
+    while node.getparent() is not None:
+        same = [c for c in node.getparent() if c.tag == node.tag]
+        steps.append(etree.QName(node).localname + (f"[{same.index(node) + 1}]" if len(same) > 1 else ""))
+        if node.getparent().getparent() is None:
+            break
+        node = node.getparent()
+    return "/" + "/".join(reversed(steps))
+
+
+def test_element_path_names_every_element_as_a_walk_up_the_tree_does():
+    # In an envelope (paths start at AppHdr/Document, never at our envelope root), with a comment among siblings.
+    envelope = etree.fromstring(pacs008(txs=make_txs(4)))
+    envelope[1].insert(0, etree.Comment("a comment is not a sibling"))
+    elements = [e for part in envelope for e in part.iter(etree.Element) if e is not part]
     assert len(elements) > 100
-    assert [element_path(e, siblings) for e in elements] == [element_path(e) for e in elements]
+    assert [element_path(e) for e in elements] == [_walked_path(e) for e in elements]
 
 
 def test_identifier_findings_carry_their_source_line():
