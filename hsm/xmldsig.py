@@ -155,6 +155,12 @@ class SigningKey:
     issuer: str
     serial: int
     template: etree._Element = field(repr=False, compare=False)  # the ds:Signature skeleton, see _template
+    # Exclusive C14N of the template's SignedInfo and KeyInfo with _MARKS where the per-message values go. Exclusive
+    # C14N renders a subtree the same wherever it sits (only the ds namespace it uses), and the marks and values
+    # (base64, hex) need no escaping: filling the marks in gives what c14n() of the filled-in tree gives, for
+    # about a tenth of the cost. The signature tests (xmlsec1, signxml, our verifier) hold it to that.
+    signed_info_c14n: bytes = field(repr=False, compare=False)
+    key_info_c14n: bytes = field(repr=False, compare=False)
 
     @classmethod
     def from_cert(cls, cert: x509.Certificate) -> SigningKey:
@@ -167,7 +173,26 @@ class SigningKey:
             raise SigningError(f"certificate {cert.subject.rfc4514_string()} holds neither an RSA nor a P-256 key")
         b64 = base64.b64encode(cert.public_bytes(_DER)).decode()
         issuer = cert.issuer.rfc4514_string()
-        return cls(kind, cert, b64, issuer, cert.serial_number, _template(kind, b64, issuer, cert.serial_number))
+        template = _template(kind, b64, issuer, cert.serial_number)
+        marked = copy.deepcopy(template)
+        _fill(marked, *_MARKS)
+        signed_info_c14n, key_info_c14n = c14n(marked[0]), c14n(marked[2])
+        return cls(kind, cert, b64, issuer, cert.serial_number, template, signed_info_c14n, key_info_c14n)
+
+
+# Stand-ins for the AppHdr, Document and KeyInfo digests and the KeyInfo Id in the canonical templates.
+_MARKS = ("@hdr-digest@", "@doc-digest@", "@key-info-digest@", "@key-info-id@")
+
+
+def _fill(signature: etree._Element, hdr_digest: str, doc_digest: str, key_info_digest: str, key_info_id: str) -> None:
+    """Put the per-message values into a copy of the template (positions as _template builds them)."""
+    signed_info, key_info = signature[0], signature[2]
+    hdr_ref, doc_ref, key_info_ref = signed_info[2], signed_info[3], signed_info[4]
+    hdr_ref[2].text = hdr_digest
+    doc_ref[2].text = doc_digest
+    key_info_ref[2].text = key_info_digest
+    key_info_ref.set("URI", f"#{key_info_id}")
+    key_info.set("Id", key_info_id)
 
 
 def _template(kind: SignatureKind, cert_b64: str, issuer: str, serial: int) -> etree._Element:
@@ -211,16 +236,17 @@ def _reference(signed_info: etree._Element, uri: str | None, transforms: Sequenc
 
 def sgntr_of(app_hdr: etree._Element) -> etree._Element:
     """The AppHdr's Sgntr, inserted empty where head.001.001.02 puts it (after Prty, before any Rltd) if missing."""
-    ns = _ns(app_hdr)
-    for child in app_hdr:
-        if isinstance(child.tag, str) and _local(child) == "Sgntr":
-            return child
-    sgntr = etree.Element(f"{{{ns}}}Sgntr")
-    related = next((c for c in app_hdr if isinstance(c.tag, str) and _local(c) == "Rltd"), None)
+    q = app_hdr.tag[: app_hdr.tag.index("}") + 1]
+    # iterchildren(tag) filters in C; find() goes through ElementPath in Python (~5 us a call).
+    sgntr = next(app_hdr.iterchildren(q + "Sgntr"), None)
+    if sgntr is not None:
+        return sgntr
+    # Made in place (SubElement), then moved if need be: an element made outside the tree costs a namespace
+    # reconciliation when it is attached.
+    sgntr = etree.SubElement(app_hdr, q + "Sgntr")
+    related = next(app_hdr.iterchildren(q + "Rltd"), None)
     if related is not None:
         related.addprevious(sgntr)
-    else:
-        app_hdr.append(sgntr)
     return sgntr
 
 
@@ -243,18 +269,20 @@ def sign_tree(root: etree._Element, key: SigningKey, sign: SignFn, *, key_info_i
     doc_digest = _digest(c14n(document))
 
     key_info_id = key_info_id or f"KeyInfo-{uuid.uuid4().hex}"
+    hdr_mark, doc_mark, key_info_mark, id_mark = (m.encode() for m in _MARKS)
+    key_info_digest = _digest(key.key_info_c14n.replace(id_mark, key_info_id.encode()))
+    signed_info = (
+        key.signed_info_c14n.replace(hdr_mark, hdr_digest.encode())
+        .replace(doc_mark, doc_digest.encode())
+        .replace(key_info_mark, key_info_digest.encode())
+        .replace(id_mark, key_info_id.encode())
+    )
     # A copy of the key's prepared skeleton: ~5x cheaper than building two dozen elements per message.
     signature = copy.deepcopy(key.template)
+    _fill(signature, hdr_digest, doc_digest, key_info_digest, key_info_id)
     sgntr.append(signature)
-    signed_info, value, key_info = signature[0], signature[1], signature[2]
-    hdr_ref, doc_ref, key_info_ref = signed_info[2], signed_info[3], signed_info[4]
-    hdr_ref[2].text = hdr_digest
-    doc_ref[2].text = doc_digest
-    key_info_ref.set("URI", f"#{key_info_id}")
-    key_info.set("Id", key_info_id)
-    key_info_ref[2].text = _digest(c14n(key_info))
     try:
-        value.text = base64.b64encode(sign(c14n(signed_info))).decode()
+        signature[1].text = base64.b64encode(sign(signed_info)).decode()
     except BaseException:
         sgntr.remove(signature)
         raise
