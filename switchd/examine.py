@@ -22,7 +22,7 @@ from switchd.iso.reports import build_status_report
 from switchd.iso.rules import check_rules, check_sender_authority
 from switchd.iso.validate import SchemaSet
 from switchd.iso.xml import ParsedMessage, document_msg_id, local_name, parse_message
-from switchd.journal import ReportRecord
+from switchd.journal.records import ReportRecord
 
 
 @dataclass(frozen=True)
