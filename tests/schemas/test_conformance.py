@@ -374,10 +374,7 @@ def test_structure_matches_official_xsd(message, reference):
 WITHOUT_REFERENCE = {
     "camt.029.001.10",
     "camt.056.001.09",
-    "pacs.002.001.10",
-    "pacs.002.001.11",
     "pacs.004.001.10",
-    "pacs.009.001.09",
     "pacs.028.001.04",
     "pain.002.001.10",
     "pain.002.001.11",
