@@ -149,12 +149,21 @@ class DaemonProcess:
         return self.log_path.read_text(errors="replace")
 
 
-def start_daemon_process(config_path: Path, log_path: Path, timeout: float = 20) -> DaemonProcess:
-    """Start `switchd run` as a real process and wait for its 'ready' log line, which names the port."""
+def start_daemon_process(
+    config_path: Path, log_path: Path, timeout: float = 20, *, new_session: bool = False
+) -> DaemonProcess:
+    """Start `switchd run` as a real process and wait for its 'ready' log line, which names the port.
+
+    `new_session`: in a process group of its own (with its worker processes), as systemd runs it."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen(
-            [str(SWITCHD), "run", "--config", str(config_path)], stdout=log, stderr=log, env=env, cwd=REPO
+            [str(SWITCHD), "run", "--config", str(config_path)],
+            stdout=log,
+            stderr=log,
+            env=env,
+            cwd=REPO,
+            start_new_session=new_session,
         )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

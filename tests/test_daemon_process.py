@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 from pathlib import Path
@@ -93,6 +94,25 @@ async def test_sigterm_drains_in_flight_work_and_exits_cleanly(daemon_process: D
     log = daemon_process.log()
     assert "stopping: intake closed" in log
     assert "stopped; journal closed" in log
+
+
+async def test_sigterm_to_the_whole_process_group_stops_cleanly(config_file: Path, tmp_path: Path) -> None:
+    """`systemctl stop` without KillMode=mixed, `timeout` and Ctrl-C signal every process of the group. The intake
+    workers used to die of it: a message being examined got 500, and the pool's close failed, so the daemon
+    exited 1 with a traceback instead of draining. Only the daemon may decide when its workers stop."""
+    dp = start_daemon_process(config_file, tmp_path / "switchd.log", new_session=True)
+    try:
+        async with httpx.AsyncClient(base_url=dp.base_url, headers=XML) as client:
+            first = await client.post("/v1/messages", content=pacs008(msg_id="GROUP-1"))
+            assert first.status_code == 202, first.text
+        os.killpg(dp.proc.pid, signal.SIGTERM)
+        code = await trio.to_thread.run_sync(dp.wait)
+    finally:
+        if dp.proc.poll() is None:
+            dp.proc.kill()
+    assert code == 0, dp.log()
+    assert "stopped; journal closed" in dp.log()
+    assert "Traceback" not in dp.log()
 
 
 async def test_sighup_reloads_participants(config_file: Path, tmp_path: Path) -> None:
