@@ -20,7 +20,9 @@ from lxml import etree
 
 from switchd.config import Config
 from switchd.errors import Finding
+from switchd.ids import new_message_id, report_msg_id
 from switchd.iso.refs import MessageRefs
+from switchd.iso.reports import build_status_report
 from switchd.iso.xml import parse_message
 from switchd.journal import Journal, OutboxRow, ReportRecord
 from switchd.metrics import Metrics
@@ -30,7 +32,15 @@ from switchd.timefmt import rfc3339
 log = logging.getLogger("switchd.correlate")
 
 REJECTED = "RJCT"
+PARTIAL = "PART"
+UNKNOWN = "UNKN"  # a report that gives no status at all, neither for the group nor for a transaction
 RETURNED = "RETURN"  # the status a forwarded pacs.004 carries in the originator's report feed (not an ISO code)
+# A report on part of a message lists each transaction with a transaction status (ExternalPaymentTransactionStatus1
+# Code). Where the bank gave none, its group status stands in, but PART is a group code only: a bank that answers
+# PART lists the exceptions (as build_status_report does), so a transaction it left out was accepted, and ACCP is
+# the plain "accepted"; a report with no status at all leaves the transaction pending.
+ACCEPTED_UNLISTED = "ACCP"
+PENDING = "PDNG"
 
 
 @dataclass(frozen=True)
@@ -62,7 +72,16 @@ def overall_status(group: str | None, txs: Sequence[TxStatus]) -> str:
     statuses = {t.status for t in txs if t.status}
     if len(statuses) == 1:
         return statuses.pop()
-    return "PART" if statuses else "UNKN"
+    return PARTIAL if statuses else UNKNOWN
+
+
+def unlisted_tx_status(group: str) -> str:
+    """The transaction status a bank's report gives a transaction it does not list, from its group status."""
+    if group == PARTIAL:
+        return ACCEPTED_UNLISTED
+    if group == UNKNOWN:
+        return PENDING
+    return group
 
 
 class Correlator:
@@ -170,26 +189,65 @@ class Correlator:
     def _forward(
         self, original: Original, row: OutboxRow, status: str, statuses: Sequence[TxStatus], now: datetime
     ) -> ReportRecord | None:
-        """The originator's report: the bank's status on the transactions of this part, in the originator's terms."""
+        """The originator's report: the bank's status on the transactions of this part, in the originator's terms.
+
+        A report on the whole message carries the bank's group status and lists the rejected transactions. When
+        the message was split across banks, each part's report is PART for the message and lists every
+        transaction of the part with its own status (the bank's, else the one its group status stands for), so
+        the originator can tell which transactions went through where."""
         txs = part_txs(original.refs, row.tx_indexes)
+        whole = len(txs) == len(original.refs.transactions)
         by_e2e = {t.end_to_end_id: t for t in statuses if t.end_to_end_id}
         by_uetr = {t.uetr: t for t in statuses if t.uetr}
+        unlisted = unlisted_tx_status(status)
         findings: list[Finding] = []
+        listed: dict[int, str] = {}
         for tx in txs:
             st = (by_uetr.get(tx.uetr) if tx.uetr else None) or by_e2e.get(tx.end_to_end_id or "")
             tx_status = st.status if st and st.status else status
+            reasons = st.reasons if st else ()
             if tx_status == REJECTED:
-                codes = (st.reasons if st else ()) or ("NARR",)
-                for code in codes:
-                    detail = f"rejected by the creditor's bank ({row.connector})"
+                detail = f"rejected by the creditor's bank ({row.connector})"
+                for code in reasons or ("NARR",):
                     findings.append(Finding(code, detail, path=tx.path, tx_ref=tx.end_to_end_id))
-        whole = len(txs) == len(original.refs.transactions)
+            elif not whole:  # a listed transaction keeps the reasons the bank gave for any status (PDNG, ACSP...)
+                detail = f"{tx_status} from the creditor's bank ({row.connector})"
+                for code in reasons:
+                    findings.append(Finding(code, detail, path=tx.path, tx_ref=tx.end_to_end_id))
+            listed[tx.index] = st.status if st and st.status else unlisted
+        if not whole:
+            return self._part_report(original, findings, listed, now)
         if findings:
-            rejected_all = len({f.path for f in findings}) == len(txs)
-            group = REJECTED if rejected_all and whole else "PART"
+            group = REJECTED if len({f.path for f in findings}) == len(txs) else PARTIAL
+        elif status == REJECTED:  # rejected with no transaction to carry the reason: the message carries it
+            findings.append(Finding("NARR", f"rejected by {row.connector}", path=original.refs.path))
+            group = REJECTED
         else:
-            group = status if whole and status != REJECTED else "PART"
-            if status == REJECTED:
-                findings.append(Finding("NARR", f"rejected by {row.connector}", path=original.refs.path))
-                group = REJECTED if whole else "PART"
+            group = status
         return self.reports.report(original, findings, group, now)
+
+    def _part_report(
+        self, original: Original, findings: Sequence[Finding], listed: dict[int, str], now: datetime
+    ) -> ReportRecord | None:
+        """The PART report on one part of a split message, every transaction of `listed` (TxRefs.index -> TxSts)
+        in it; as OriginatorReports.report otherwise (None when the original's family has no report)."""
+        report_def = self.reports.catalogue.report_for(original.defn)
+        if report_def is None:
+            return None
+        rid = report_msg_id(new_message_id(now))
+        xml = build_status_report(
+            report_def=report_def,
+            original_def=original.defn,
+            original=original.refs,
+            original_msg_id=original.refs.msg_id,
+            findings=findings,
+            report_msg_id=rid,
+            created_at=now,
+            group_status=PARTIAL,
+            instructing_bic=self.reports.switch_bic,
+            instructed_bic=original.refs.instg_agt_bic,
+            tx_statuses=listed,
+        )
+        return ReportRecord(
+            report_id=rid, message_type=report_def.id, msg_id=rid, status=PARTIAL, xml=xml, created_at=rfc3339(now)
+        )

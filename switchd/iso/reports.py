@@ -9,7 +9,7 @@ out where the report's types are stricter.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from lxml import etree
@@ -45,6 +45,7 @@ def build_status_report(
     group_status: str = REJECTED,
     instructing_bic: str | None = None,
     instructed_bic: str | None = None,
+    tx_statuses: Mapping[int, str] | None = None,
 ) -> bytes:
     """A status report on `original_def` message `original` (its refs; None when it could not be read).
 
@@ -54,12 +55,20 @@ def build_status_report(
     without are not listed (the group status covers them). `group_status` is RJCT, PART, or, with no findings,
     an accepting status such as ACCP or ACSC.
 
+    `tx_statuses` (TxRefs.index -> TxSts) lists transactions whatever their findings: each one it names is
+    listed with that status, its findings (if any) as its reasons; one it does not name is listed only for its
+    findings, as RJCT. This is how a report on part of a message (some of its transactions went elsewhere) says
+    what became of each transaction of the part, since the group status cannot. A pain.002 PmtInf then has the
+    status its listed transactions share when they are all of it, else PART (RJCT for its own findings or a
+    rejected group, as without).
+
     pacs.002 carries `instructing_bic` / `instructed_bic` as GrpHdr/InstgAgt / InstdAgt. pain.002 has no such
     pair: `instructing_bic` becomes GrpHdr/InitgPty (AnyBIC), `instructed_bic` is not used, and GrpHdr/DbtrAgt
     is the original's debtor agent when all its PmtInf share one. A BIC that does not fit the schema is left out.
 
-    Raises ValueError for a caller mistake: `report_msg_id` not 1-35 characters, `group_status` not a 1-4
-    character code, findings with an accepting status, or a report type that is neither pacs.002 nor pain.002.
+    Raises ValueError for a caller mistake: `report_msg_id` not 1-35 characters, `group_status` or a
+    `tx_statuses` value not a 1-4 character code, findings with an accepting status, or a report type that is
+    neither pacs.002 nor pain.002.
     """
     if not 1 <= len(report_msg_id) <= 35:
         raise ValueError(f"report_msg_id {report_msg_id!r} is not 1-35 characters")
@@ -69,8 +78,12 @@ def build_status_report(
         raise ValueError(f"findings given with group status {group_status}: reasons go with RJCT or PART")
     if report_def.family not in ("pacs.002", "pain.002"):
         raise ValueError(f"{report_def.id} is not a status report this module builds")
+    listed = dict(tx_statuses or {})
+    for index, status in listed.items():
+        if _MAX4.fullmatch(status) is None:
+            raise ValueError(f"status {status!r} of transaction {index} is not an ISO status code")
 
-    placed = _place(findings, original, with_pmt_infs=report_def.family == "pain.002")
+    placed = _place(findings, original, listed, with_pmt_infs=report_def.family == "pain.002")
     q = "{" + report_def.namespace + "}"
     doc = etree.Element(q + "Document", nsmap={None: report_def.namespace})
     body = etree.SubElement(doc, q + report_def.root)
@@ -90,10 +103,10 @@ def build_status_report(
     _original_group(body, original_def, original, original_msg_id, group_status, placed.group)
     if report_def.family == "pacs.002":
         for tx, tx_findings in placed.txs:
-            _tx(body, tx, tx_findings, pacs=True)
+            _tx(body, tx, listed.get(tx.index, REJECTED), tx_findings, pacs=True)
     else:
         for pmt_inf, own, txs in placed.pmt_infs:
-            _pmt_inf(body, pmt_inf, own, txs, group_status)
+            _pmt_inf(body, pmt_inf, own, txs, group_status, listed if tx_statuses is not None else None)
     data: bytes = etree.tostring(doc, xml_declaration=True, encoding="UTF-8")
     return data
 
@@ -119,7 +132,9 @@ def _pmt_inf_for(path: str | None, by_path: dict[str, PmtInfRefs]) -> PmtInfRefs
     return None
 
 
-def _place(findings: Sequence[Finding], original: MessageRefs | None, *, with_pmt_infs: bool) -> _Placed:
+def _place(
+    findings: Sequence[Finding], original: MessageRefs | None, listed: Mapping[int, str], *, with_pmt_infs: bool
+) -> _Placed:
     placed = _Placed()
     if original is None:
         placed.group.extend(findings)
@@ -146,7 +161,7 @@ def _place(findings: Sequence[Finding], original: MessageRefs | None, *, with_pm
             by_pmt_inf.setdefault(pmt_inf.index, []).append(f)
         else:
             placed.group.append(f)
-    placed.txs = [(t, by_tx[t.index]) for t in original.transactions if t.index in by_tx]
+    placed.txs = [(t, by_tx.get(t.index, [])) for t in original.transactions if t.index in by_tx or t.index in listed]
     if with_pmt_infs:
         txs_of: dict[int | None, list[tuple[TxRefs, list[Finding]]]] = {}
         for t, fs in placed.txs:
@@ -247,7 +262,7 @@ def _original_group(
     _reasons(og, findings)
 
 
-def _tx(parent: etree._Element, tx: TxRefs, findings: Sequence[Finding], *, pacs: bool) -> None:
+def _tx(parent: etree._Element, tx: TxRefs, status: str, findings: Sequence[Finding], *, pacs: bool) -> None:
     el = _el(parent, "TxInfAndSts")
     for name, value in (("OrgnlInstrId", tx.instr_id), ("OrgnlEndToEndId", tx.end_to_end_id)):
         text = _max35(value)
@@ -260,7 +275,7 @@ def _tx(parent: etree._Element, tx: TxRefs, findings: Sequence[Finding], *, pacs
     uetr = tx.uetr.lower() if tx.uetr is not None else None
     if uetr is not None and _UUID4.fullmatch(uetr):
         _el(el, "OrgnlUETR", uetr)
-    _el(el, "TxSts", REJECTED)
+    _el(el, "TxSts", status)
     _reasons(el, findings)
 
 
@@ -270,14 +285,23 @@ def _pmt_inf(
     own: Sequence[Finding],
     txs: Sequence[tuple[TxRefs, list[Finding]]],
     group_status: str,
+    listed: Mapping[int, str] | None,
 ) -> None:
     el = _el(body, "OrgnlPmtInfAndSts")
     _el(el, "OrgnlPmtInfId", _max35(pmt_inf.pmt_inf_id) or NOT_PROVIDED)
     if pmt_inf.nb_of_txs is not None and _NUMERIC15.fullmatch(pmt_inf.nb_of_txs):
         _el(el, "OrgnlNbOfTxs", pmt_inf.nb_of_txs)
     # Its own findings reject the whole PmtInf; rejected transactions alone make it partly accepted, unless the
-    # whole message is rejected anyway.
-    _el(el, "PmtInfSts", REJECTED if own or group_status == REJECTED else "PART")
+    # whole message is rejected anyway. With every transaction listed, a PmtInf wholly in the report has the
+    # status its transactions share; one only partly in it (the rest went elsewhere) is PART like the group.
+    status = "PART"
+    if own or group_status == REJECTED:
+        status = REJECTED
+    elif listed is not None:
+        statuses = {listed.get(tx.index, REJECTED) for tx, _ in txs}
+        if len(statuses) == 1 and len(txs) == pmt_inf.tx_count:
+            status = statuses.pop()
+    _el(el, "PmtInfSts", status)
     _reasons(el, own)
     for tx, findings in txs:
-        _tx(el, tx, findings, pacs=False)
+        _tx(el, tx, listed.get(tx.index, REJECTED) if listed is not None else REJECTED, findings, pacs=False)
