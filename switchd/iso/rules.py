@@ -68,6 +68,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from decimal import Decimal
 from types import MappingProxyType
 
@@ -80,7 +81,7 @@ from schwifty.exceptions import SchwiftyException
 from switchd.errors import Finding
 from switchd.iso.catalogue import MessageDef
 from switchd.iso.refs import MessageRefs, TxRefs, tx_by_path, tx_for
-from switchd.iso.xml import element_path
+from switchd.iso.xml import element_at, element_path
 
 # ISO 3166 alpha-2, plus XK: SWIFT issues Kosovo BICs with the user-assigned code XK.
 COUNTRIES: frozenset[str] = frozenset({c.alpha_2 for c in pycountry.countries} | {"XK"})
@@ -285,7 +286,26 @@ def check_rules(
             total_name = _TOTAL_NAME.get(family, "TtlIntrBkSttlmAmt")
             findings.append(Finding(problem[0], problem[1], path=f"{refs.path}/GrpHdr/{total_name}"))
     _identifiers(document, refs, findings)
-    return findings
+    return with_lines(findings, document, app_hdr)
+
+
+def with_lines(findings: list[Finding], document: etree._Element, app_hdr: etree._Element | None) -> list[Finding]:
+    """`findings`, each that has a path but no line given the source line of the element its path names.
+
+    Most rules work on refs (values and paths, no elements), so the line is looked up here, for findings only:
+    a message that passes costs nothing. A path naming an absent element (a missing DrctDbtTx, say) keeps no line.
+    """
+    out = findings
+    for i, finding in enumerate(findings):
+        if finding.line is not None or not finding.path:
+            continue
+        top = document if finding.path.startswith("/Document") else app_hdr
+        el = element_at(top, finding.path) if top is not None else None
+        if el is not None and el.sourceline is not None:
+            if out is findings:
+                out = list(findings)
+            out[i] = replace(finding, line=el.sourceline)
+    return out
 
 
 def _app_hdr(defn: MessageDef, refs: MessageRefs, app_hdr: etree._Element, findings: list[Finding]) -> None:
@@ -570,10 +590,24 @@ def check_sender_authority(
         bic = refs.instg_agt_bic
         if bic is not None and (bic == "" or not _owns(bic, bic8s, bic11s)):
             _refuse(bic, f"{refs.path}/GrpHdr/InstgAgt", "InstgAgt", None, findings)
+        # Without an InstgAgt or an AppHdr a payment names nobody as instructing it: the chain then starts at the
+        # debtor's side, and the sender must be that bank, or it would pay in another bank's name (the switch
+        # forwards under its own BIC and signature).
+        first_agent = _FIRST_AGENT.get(family) if refs.instg_agt_bic is None and app_hdr is None else None
         for tx in refs.transactions:
             bic = tx.instg_agt_bic
             if bic is not None and (bic == "" or not _owns(bic, bic8s, bic11s)):
                 _refuse(bic, f"{tx.path}/InstgAgt", "InstgAgt", tx, findings)
+            elif bic is None and first_agent is not None:
+                first = tx.dbtr_agt_bic if first_agent == "DbtrAgt" else _fi_bic(document, f"{tx.path}/{first_agent}")
+                if first is None or first == "" or not _owns(first, bic8s, bic11s):
+                    _refuse(
+                        first or "",
+                        f"{tx.path}/{first_agent}",
+                        f"{first_agent} (no InstgAgt names the sender)",
+                        tx,
+                        findings,
+                    )
     if app_hdr is not None:
         q = _qualifier(app_hdr)
         fr_tag = q + "Fr"
@@ -591,7 +625,22 @@ def check_sender_authority(
                             )
                         )
                 break
-    return findings
+    return with_lines(findings, document, app_hdr)
+
+
+# The agent a payment without InstgAgt (and without AppHdr) is sent as: the debtor's agent, or in pacs.009 the
+# debtor itself, a financial institution.
+_FIRST_AGENT: Mapping[str, str] = MappingProxyType({"pacs.008": "DbtrAgt", "pacs.009": "Dbtr"})
+
+
+def _fi_bic(document: etree._Element, path: str) -> str | None:
+    """FinInstnId/BICFI of the agent at `path`: None when absent, "" when it has no BICFI (as refs reads agents)."""
+    agent = element_at(document, path)
+    if agent is None:
+        return None
+    q = _qualifier(agent)
+    bicfi = agent.find(f"{q}FinInstnId/{q}BICFI")
+    return (bicfi.text or "").strip() if bicfi is not None else ""
 
 
 def _refuse(bic: str, path: str, what: str, tx: TxRefs | None, findings: list[Finding]) -> None:

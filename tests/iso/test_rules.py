@@ -789,3 +789,51 @@ def test_identifier_findings_carry_their_source_line():
     (finding,) = rules(data)
     assert finding.code == "AC03" and finding.line is not None
     assert "<IBAN>GB00NWBK60161331926819</IBAN>" in lines[finding.line - 1]
+
+
+# -- a payment that names nobody as instructing it is sent as its debtor's bank ---------------------------------
+
+
+def test_a_pacs008_without_instgagt_or_apphdr_is_sent_as_its_debtor_agent():
+    # bank-b (BBBBDEFF) pays out of bank-a's customer account with no InstgAgt and no AppHdr: in bank-a's name.
+    data = pacs008(instg_bic=None, instd_bic=None, app_hdr=False, txs=[Tx(dbtr_agt_bic="AAAAUS33XXX")])
+    path = f"{PACS}/CdtTrfTxInf/DbtrAgt/FinInstnId/BICFI"
+    assert authority(data, {"BBBBDEFFXXX"}) == [("AG08", path, "E2E-1")]
+    assert authority(data, {"AAAAUS33XXX"}) == []
+
+
+def test_an_instgagt_or_apphdr_names_the_sender_instead_of_the_debtor_agent():
+    # A bank in the chain after the debtor's bank says who it is; the AppHdr Fr says it for the whole message.
+    with_instg = pacs008(instg_bic="BBBBDEFFXXX", app_hdr=False, txs=[Tx(dbtr_agt_bic="AAAAUS33XXX")])
+    assert authority(with_instg, {"BBBBDEFFXXX"}) == []
+    with_hdr = pacs008(instg_bic=None, instd_bic=None, txs=[Tx(dbtr_agt_bic="AAAAUS33XXX")])
+    assert authority(with_hdr, {"AAAAUS33XXX"}) == []  # the AppHdr's Fr is AAAAUS33 (the builder's sender)
+    assert [code for code, _, _ in authority(with_hdr, {"BBBBDEFFXXX"})] == ["AG08"]  # Fr, not the debtor agent
+
+
+def test_a_pacs009_without_instgagt_is_sent_as_its_debtor_institution():
+    data = msgs.pacs009(instg_bic=None, instd_bic=None)
+    findings = authority(data, {"BBBBDEFFXXX"})
+    assert [(code, path) for code, path, _ in findings] == [
+        ("AG08", "/Document/FICdtTrf/CdtTrfTxInf/Dbtr/FinInstnId/BICFI")
+    ]
+    assert authority(data, {"AAAAUS33XXX"}) == []
+
+
+# -- every finding whose element exists carries its source line ------------------------------------------------
+
+
+def test_rule_findings_carry_the_line_of_the_element_their_path_names():
+    data = etree.tostring(
+        etree.fromstring(pacs008(nb_of_txs="3", txs=make_txs(2), instg_bic="AAAAUS33XXX")), pretty_print=True
+    )
+    hdr, doc = split(data)
+    findings = check_rules(def_of(doc), doc, extract_refs(def_of(doc), doc), hdr)
+    nb = next(f for f in findings if f.path and f.path.endswith("/GrpHdr/NbOfTxs"))
+    assert (
+        nb.line
+        == doc.find(
+            f"{{{PACS008.namespace}}}FIToFICstmrCdtTrf/{{{PACS008.namespace}}}GrpHdr/{{{PACS008.namespace}}}NbOfTxs"
+        ).sourceline
+    )
+    assert nb.line is not None and nb.line > 1
