@@ -65,6 +65,7 @@ class Outcome:
     findings: tuple[Finding, ...] = ()
     report: bytes | None = None
     resubmission: bool = False  # an identical resubmission answered with the original outcome
+    current_state: str | None = None  # for a resubmission: where the message is now (delivered, answered, ...)
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -77,6 +78,7 @@ class Outcome:
             out["errors"] = [f.as_json() for f in self.findings]
         if self.resubmission:
             out["resubmission"] = True
+            out["current_state"] = self.current_state
         if self.report is not None:
             out["status_report"] = self.report.decode()
         return out
@@ -126,8 +128,10 @@ class Pipeline:
             outcome.msg_id or "-",
             f" ({verdict.summary})" if outcome.state == "rejected" else "",
         )
+        # A resubmission is not a new message: counted under its own outcome, not as another "accepted".
+        counted = "resubmitted" if outcome.resubmission else outcome.state
         self.metrics.message_done(
-            inbound.channel, outcome.message_type or "unknown", outcome.state, time.perf_counter() - started
+            inbound.channel, outcome.message_type or "unknown", counted, time.perf_counter() - started
         )
         return outcome
 
@@ -314,10 +318,12 @@ def _outcome_of(record: InboundRecord, verdict: Verdict) -> Outcome:
 
 
 def _original_outcome(original: MessageRow) -> Outcome:
-    # Only accepted messages hold the key, so the original was accepted: answer as then, but with 200.
+    # Only accepted messages hold the key, so the original was accepted: answer as then ("accepted"), with 200;
+    # where the message has got to since is another field, not a different answer.
     return Outcome(
         id=original.id,
-        state=original.state,
+        state="accepted",
+        current_state=original.state,
         http_status=200,
         message_type=original.message_type,
         msg_id=original.msg_id,

@@ -57,6 +57,12 @@ async def test_identical_resubmission_gets_the_original_answer(daemon: RunningDa
     assert again.status_code == 200
     assert again.json()["id"] == first.json()["id"]
     assert again.json()["resubmission"] is True
+    # The original answer, whatever has happened to the message since; where it is now is said separately.
+    assert again.json()["state"] == first.json()["state"] == "accepted"
+    assert again.json()["current_state"] in ("accepted", "routed", "delivered", "answered")
+    async with daemon.client() as c:
+        metrics = (await c.get("/metrics")).text
+    assert 'outcome="resubmitted"' in metrics
 
 
 async def test_used_msgid_with_other_content_is_409_du01(daemon: RunningDaemon) -> None:
