@@ -211,6 +211,8 @@ class Api:
             limit = min(max(int(query.get("limit", ["100"])[0]), 1), 1000)
         except ValueError:
             return Response.error(400, "bad_query", "after and limit are integers")
+        if not 0 <= after < 2**63:  # a cursor is a SQLite rowid: anything else is not one of ours
+            return Response.error(400, "bad_query", "after is a cursor from an earlier page (0 <= after < 2**63)")
         rows, cursor = await trio.to_thread.run_sync(self.journal.reports, participant.name, after, limit)
         return Response.json(
             200,

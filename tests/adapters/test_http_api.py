@@ -240,6 +240,14 @@ async def test_reports_are_paged_per_participant(daemon: RunningDaemon) -> None:
     assert others["reports"] == []
 
 
+async def test_a_report_cursor_out_of_range_is_400_not_a_server_error(daemon: RunningDaemon) -> None:
+    async with daemon.client("bank-a") as a:
+        for after in ("99999999999999999999999", "-1", "x"):
+            r = await a.get("/v1/reports", params={"after": after})
+            assert r.status_code == 400, (after, r.text)
+            assert r.json()["error"] == "bad_query"
+
+
 async def test_health_readiness_and_metrics(daemon: RunningDaemon) -> None:
     async with daemon.client(None) as c:
         assert (await c.get("/healthz")).status_code == 200
