@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import os
 import re
 import tomllib
@@ -245,6 +246,11 @@ def _build(source: Path, raw: _File) -> Config:
         raise ConfigError(name, "http.tls_cert", "tls_cert and tls_key go together")
     if raw.http.client_ca is not None and raw.http.tls_cert is None:
         raise ConfigError(name, "http.client_ca", "client certificates need TLS (tls_cert and tls_key)")
+    # 0 would close every connection before its first request, and trio refuses a negative connection cap.
+    _positive(name, "http.request_timeout_s", raw.http.request_timeout_s)
+    if raw.http.max_connections < 1:
+        raise ConfigError(name, "http.max_connections", "must be at least 1")
+    _not_negative(name, "limits.drain_timeout_s", raw.limits.drain_timeout_s)
     http = HttpConfig(
         host=host.strip("[]"),
         port=int(port_s),
@@ -262,6 +268,9 @@ def _build(source: Path, raw: _File) -> Config:
 
     participants: list[Participant] = []
     seen: set[str] = set()
+    # Authentication takes the first participant whose hash matches: a token or certificate shared by two
+    # participants would silently log the second one in as the first.
+    credentials: dict[tuple[str, str], str] = {}
     for i, p in enumerate(raw.participants):
         key = f"participants[{i}]"
         if p.name in seen:
@@ -274,8 +283,15 @@ def _build(source: Path, raw: _File) -> Config:
                 raise ConfigError(name, f"{key}.bics[{j}]", f"{bic!r} is not a BIC (ISO 9362)")
         for field_name in ("token_sha256", "cert_sha256"):
             value = getattr(p, field_name)
-            if value is not None and not HEX64_RE.match(value):
+            if value is None:
+                continue
+            if not HEX64_RE.match(value):
                 raise ConfigError(name, f"{key}.{field_name}", "expected 64 lowercase hex digits (a SHA-256)")
+            other = credentials.setdefault((field_name, value), p.name)
+            if other != p.name:
+                raise ConfigError(
+                    name, f"{key}.{field_name}", f"participant {other!r} has the same {field_name}: each must be unique"
+                )
         answers_only = any(c.participant == p.name for c in raw.connectors)
         if p.token_sha256 is None and p.cert_sha256 is None and not answers_only:
             raise ConfigError(
@@ -322,8 +338,7 @@ def _connectors(name: str, raw: _File, participants: set[str], resolve: Any) -> 
             if getattr(c, field_name) < 1:
                 raise ConfigError(name, f"{key}.{field_name}", "must be at least 1")
         for field_name in ("backoff_initial_s", "backoff_max_s", "attempt_timeout_s", "breaker_cooldown_s"):
-            if getattr(c, field_name) <= 0:
-                raise ConfigError(name, f"{key}.{field_name}", "must be greater than 0")
+            _positive(name, f"{key}.{field_name}", getattr(c, field_name))
         # Options that name files or folders are resolved against the config file's folder, like the rest.
         options = {
             k: (str(resolve(v)) if isinstance(v, str) and k in _PATH_OPTIONS else v) for k, v in c.options.items()
@@ -365,16 +380,24 @@ def _routes(name: str, raw: _File, connectors: set[str]) -> RouteTable:
             raise ConfigError(name, f"{key}.connector", f"no connector named {r.connector!r}")
         if r.reject is not None and not _REASON_RE.match(r.reject):
             raise ConfigError(name, f"{key}.reject", f"{r.reject!r} is not an ISO reason code (4 letters/digits)")
-        if r.deadline_s is not None and r.deadline_s <= 0:
-            raise ConfigError(name, f"{key}.deadline_s", "must be greater than 0")
+        if r.deadline_s is not None:
+            _positive(name, f"{key}.deadline_s", r.deadline_s)
+        if r.currencies is not None:
+            _currencies(name, f"{key}.currencies", r.currencies)
         amounts = {}
         for field_name in ("min_amount", "max_amount"):
             value = getattr(r, field_name)
             if value is not None:
                 try:
-                    amounts[field_name] = Decimal(str(value))
+                    amount = Decimal(str(value))
                 except InvalidOperation:
                     raise ConfigError(name, f"{key}.{field_name}", f"{value!r} is not a number") from None
+                # NaN would make every comparison in routing raise; amounts in ISO 20022 are never negative.
+                if not amount.is_finite() or amount < 0:
+                    raise ConfigError(name, f"{key}.{field_name}", f"{value!r} is not an amount (a number >= 0)")
+                amounts[field_name] = amount
+        if "min_amount" in amounts and "max_amount" in amounts and amounts["min_amount"] > amounts["max_amount"]:
+            raise ConfigError(name, f"{key}.min_amount", "is greater than max_amount: the route could never match")
         routes.append(
             Route(
                 name=r.name,
@@ -393,6 +416,31 @@ def _routes(name: str, raw: _File, connectors: set[str]) -> RouteTable:
             )
         )
     return RouteTable(tuple(routes))
+
+
+def _positive(name: str, key: str, value: float) -> None:
+    # isfinite: NaN slips past every comparison and trio's timeouts refuse it; infinity would be no limit at all.
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(name, key, f"must be a number greater than 0, got {value:g}")
+
+
+def _not_negative(name: str, key: str, value: float) -> None:
+    if not (math.isfinite(value) and value >= 0):
+        raise ConfigError(name, key, f"must be a number of at least 0, got {value:g}")
+
+
+def _currencies(name: str, key: str, codes: list[str]) -> None:
+    """Route currencies are ISO 4217 codes: an unknown one ("EURO") would never match any transaction."""
+    if not codes:
+        raise ConfigError(name, key, "an empty list matches no transaction: leave the key out to match any currency")
+    # The same list as switchd.iso.rules.MINOR_UNITS (built from this package), read here without importing the
+    # rules module: that costs ~0.4 s, which every switchctl command would pay for reading the config.
+    import iso4217
+
+    known = {c.code for c in iso4217.Currency}
+    for j, code in enumerate(codes):
+        if code not in known:
+            raise ConfigError(name, f"{key}[{j}]", f"{code!r} is not an ISO 4217 currency code")
 
 
 def _signing_cert(name: str, key: str, path: Path) -> bytes:

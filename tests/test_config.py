@@ -54,6 +54,33 @@ def test_dev_config_loads_with_its_documented_defaults() -> None:
             "SHA-256",
         ),
         ("this is = = not toml", "-", "not valid TOML"),
+        # Values the daemon cannot run with: each of these used to pass here and break the daemon later.
+        ("[http]\nrequest_timeout_s = 0\n", "http.request_timeout_s", "greater than 0"),
+        ("[http]\nrequest_timeout_s = nan\n", "http.request_timeout_s", "greater than 0"),
+        ("[http]\nmax_connections = 0\n", "http.max_connections", "at least 1"),
+        ("[http]\nmax_connections = -1\n", "http.max_connections", "at least 1"),
+        ("[limits]\ndrain_timeout_s = -5\n", "limits.drain_timeout_s", "at least 0"),
+        ("[limits]\ndrain_timeout_s = inf\n", "limits.drain_timeout_s", "at least 0"),
+        (
+            '[[connectors]]\nname = "c"\nkind = "http"\nbackoff_max_s = nan\n',
+            "connectors[0].backoff_max_s",
+            "greater than 0",
+        ),
+        ('[[routes]]\nname = "r"\nreject = "RR04"\ndeadline_s = nan\n', "routes[0].deadline_s", "greater than 0"),
+        (
+            '[[routes]]\nname = "r"\nreject = "RR04"\ncurrencies = ["EUR", "EURO"]\n',
+            "routes[0].currencies[1]",
+            "'EURO' is not an ISO 4217 currency code",
+        ),
+        ('[[routes]]\nname = "r"\nreject = "RR04"\ncurrencies = ["eur"]\n', "routes[0].currencies[0]", "ISO 4217"),
+        ('[[routes]]\nname = "r"\nreject = "RR04"\ncurrencies = []\n', "routes[0].currencies", "matches no"),
+        ('[[routes]]\nname = "r"\nreject = "RR04"\nmin_amount = nan\n', "routes[0].min_amount", "not an amount"),
+        ('[[routes]]\nname = "r"\nreject = "RR04"\nmax_amount = "-1"\n', "routes[0].max_amount", "not an amount"),
+        (
+            '[[routes]]\nname = "r"\nreject = "RR04"\nmin_amount = 100\nmax_amount = 10\n',
+            "routes[0].min_amount",
+            "greater than max_amount",
+        ),
     ],
 )
 def test_errors_name_file_key_and_reason(tmp_path: Path, text: str, key: str, reason: str) -> None:
@@ -69,3 +96,38 @@ def test_errors_name_file_key_and_reason(tmp_path: Path, text: str, key: str, re
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "absent.toml")
+
+
+TOKEN = "c2f1bcf461c5f642545991f11db2ca335ee1da5b7ded58dfae51af7ae45d452e"
+CERT = "ab" * 32
+
+
+@pytest.mark.parametrize(
+    "second, key",
+    [
+        (f'token_sha256 = "{TOKEN}"', "participants[1].token_sha256"),
+        (f'cert_sha256 = "{CERT}"', "participants[1].cert_sha256"),
+    ],
+)
+def test_two_participants_cannot_share_a_credential(tmp_path: Path, second: str, key: str) -> None:
+    # Authentication takes the first match: the second participant would be logged in as the first.
+    path = tmp_path / "dup.toml"
+    path.write_text(
+        f'[[participants]]\nname = "a"\nbics = ["AAAAUS33"]\ntoken_sha256 = "{TOKEN}"\ncert_sha256 = "{CERT}"\n'
+        f'[[participants]]\nname = "b"\nbics = ["BBBBDEFF"]\n{second}\n'
+    )
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    assert (exc.value.file, exc.value.key) == (str(path), key)
+    assert "participant 'a' has the same" in exc.value.reason
+
+
+def test_limits_at_their_edges_are_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "edges.toml"
+    path.write_text(
+        "[http]\nrequest_timeout_s = 0.5\nmax_connections = 1\n[limits]\ndrain_timeout_s = 0\n"
+        '[[routes]]\nname = "r"\nreject = "RR04"\ncurrencies = ["EUR", "JPY", "XAU"]\nmin_amount = 5\nmax_amount = 5\n'
+    )
+    cfg = load_config(path)
+    assert (cfg.http.request_timeout_s, cfg.http.max_connections, cfg.drain_timeout_s) == (0.5, 1, 0)
+    assert cfg.routes.routes[0].currencies == frozenset({"EUR", "JPY", "XAU"})
