@@ -1,8 +1,9 @@
 """The trio + h11 shell of the HTTP API: listeners, keep-alive connections, body limits, optional TLS.
 
 h11 parses HTTP/1.1 (no hand-written parsing); this module only moves bytes and enforces limits: a declared
-Content-Length over the limit is refused with 413 before the body is read, a chunked body is cut off at the
-limit, and a connection that stalls past the request timeout is closed.
+Content-Length over the limit is refused with 413 before the body is read (a client waiting with `Expect:
+100-continue` gets its 100 only once that check has passed), a chunked body is cut off at the limit, and a
+connection that stalls past the request timeout is closed.
 """
 
 from __future__ import annotations
@@ -145,6 +146,11 @@ async def _serve_connection(
             return  # we did not read the body, so this connection cannot be reused
         try:
             with trio.fail_after(cfg.request_timeout_s):
+                if conn.they_are_waiting_for_100_continue:
+                    # The client (curl over 1 MiB, .NET by default) holds the body back until told to go on, and
+                    # would otherwise wait about a second for nothing. Only after the size check: a body refused
+                    # with 413 above must never be invited.
+                    await stream.send_all(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
                 body = await _read_body(conn, stream, cfg.max_body_bytes)
         except _BodyTooLarge:
             await _send_simple(conn, stream, _too_large(cfg))
