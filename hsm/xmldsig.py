@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.hazmat.primitives.serialization import Encoding
 from lxml import etree
 
+from hsm.dn import same_name
 from hsm.errors import SignatureInvalid, SigningError
 from switchd.iso.xml import hardened_parser
 
@@ -343,14 +344,15 @@ def verify_tree(root: etree._Element, certs: Sequence[x509.Certificate], *, at: 
     signature = inside[0]
     layout = _Layout.read(signature)
 
-    cert = _choose_cert(layout, certs)
-    if at is not None and not cert.not_valid_before_utc <= at <= cert.not_valid_after_utc:
-        raise SignatureInvalid(
-            f"certificate {cert.subject.rfc4514_string()} (serial {cert.serial_number}) is not valid at {at}",
-            "KeyInfo",
-            "expired",
-        )
-    _check_signature_value(layout, cert)
+    candidates = _candidates(layout, certs)
+    if len(candidates) == 1:
+        cert = candidates[0]
+        _check_validity(cert, at)
+        _check_signature_value(layout, cert)
+    else:
+        # KeyInfo names no certificate: the one whose key verifies the SignatureValue is the signer's.
+        cert = _verifying_cert(layout, candidates)
+        _check_validity(cert, at)
 
     with _without(signature):
         hdr_c14n = c14n(app_hdr, layout.prefixes["AppHdr"])
@@ -457,8 +459,9 @@ def _read_transforms(ref: etree._Element) -> tuple[list[str], list[str] | None]:
     return algorithms, prefix_list
 
 
-def _choose_cert(layout: _Layout, certs: Sequence[x509.Certificate]) -> x509.Certificate:
-    """The trusted certificate KeyInfo names (by the certificate itself, else by issuer and serial)."""
+def _candidates(layout: _Layout, certs: Sequence[x509.Certificate]) -> list[x509.Certificate]:
+    """The trusted certificates KeyInfo may mean: the one it names (by the certificate itself, else by issuer and
+    serial), or every trusted one when it names none. Raises SignatureInvalid (untrusted) when it names another."""
     if not certs:
         raise SignatureInvalid("no certificate to verify against", "KeyInfo", "untrusted")
     data = layout.key_info.find(_DS + "X509Data")
@@ -471,32 +474,47 @@ def _choose_cert(layout: _Layout, certs: Sequence[x509.Certificate]) -> x509.Cer
                 raise SignatureInvalid("KeyInfo X509Certificate is not base64", "KeyInfo") from None
             for cert in certs:
                 if cert.public_bytes(_DER) == der:
-                    return cert
+                    return [cert]
             raise SignatureInvalid(
                 "signed with a certificate that is not the one we trust for this sender", "KeyInfo", "untrusted"
             )
         serial_el = data.find(f"{_DS}X509IssuerSerial/{_DS}X509SerialNumber")
         issuer_el = data.find(f"{_DS}X509IssuerSerial/{_DS}X509IssuerName")
         if serial_el is not None and issuer_el is not None:
+            # Names compare parsed (hsm.dn): tools write the same issuer with other spacing, case or escapes. Only
+            # a trusted certificate can be picked, and its key must still verify the SignatureValue.
+            serial = (serial_el.text or "").strip()
             for cert in certs:
-                if str(cert.serial_number) == (serial_el.text or "").strip() and _same_name(
-                    cert.issuer, issuer_el.text or ""
-                ):
-                    return cert
+                if str(cert.serial_number) == serial and same_name(cert.issuer, issuer_el.text or ""):
+                    return [cert]
             raise SignatureInvalid(
                 "signed with a key (issuer and serial) we do not trust for this sender", "KeyInfo", "untrusted"
             )
-    if len(certs) == 1:
-        return certs[0]
-    raise SignatureInvalid("KeyInfo names no certificate and several are trusted", "KeyInfo", "untrusted")
+    return list(certs)
 
 
-def _same_name(name: x509.Name, text: str) -> bool:
-    # RFC 4514 renderings differ in spacing between tools; compare without blanks around separators.
-    def norm(s: str) -> str:
-        return ",".join(part.strip() for part in s.split(","))
+def _check_validity(cert: x509.Certificate, at: datetime | None) -> None:
+    if at is not None and not cert.not_valid_before_utc <= at <= cert.not_valid_after_utc:
+        raise SignatureInvalid(
+            f"certificate {cert.subject.rfc4514_string()} (serial {cert.serial_number}) is not valid at {at}",
+            "KeyInfo",
+            "expired",
+        )
 
-    return norm(name.rfc4514_string()) == norm(text)
+
+def _verifying_cert(layout: _Layout, certs: Sequence[x509.Certificate]) -> x509.Certificate:
+    """The first of `certs` whose key verifies the SignatureValue. Raises SignatureInvalid if none does."""
+    for cert in certs:
+        try:
+            _check_signature_value(layout, cert)
+        except SignatureInvalid:
+            continue  # another key, or another kind of key: try the next one
+        return cert
+    raise SignatureInvalid(
+        f"KeyInfo names no certificate and the SignatureValue verifies with none of the {len(certs)} trusted "
+        "certificates (SignedInfo changed or another key signed)",
+        "SignatureValue",
+    )
 
 
 def _check_signature_value(layout: _Layout, cert: x509.Certificate) -> None:
