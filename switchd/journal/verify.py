@@ -4,7 +4,10 @@ What it proves: since the chain head (or the `anchor` kept elsewhere), no event 
 reordered, the tail was not cut off, and every message's raw bytes are the ones its `received` event pinned. For
 messages written with the journal's own pins (pins.py): the message row's fixed columns, verdict and refs are the
 ones pinned at intake, its state is the last one pinned, and every report row (XML and columns) is the one its
-`reported` event pinned, with no report row that no event pins.
+`reported` event pinned, with no report row that no event pins. Every delivery attempt row (the exact bytes handed
+to the bank: the operator's proof of what was sent) matches its `attempt` event (sha256 of the payload, key label,
+start time, possible-duplicate flag) and the event that settled it (outcome, time, receipt or error); an attempt
+row no event pins, and an `attempt` event whose row is gone, are named too.
 What it cannot prove on its own: someone with write access who recomputes every later hash and the chain head
 leaves a consistent chain; only an anchor kept outside the database (`VerifyResult.head`) catches that.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from switchd.journal.chain import GENESIS, canonical_json, event_hash
@@ -29,6 +33,7 @@ def verify(reader: Reader, anchor: tuple[int, str] | None = None) -> VerifyResul
         checked, last_seq, last_hash = _walk_chain(reader, problems, pinned)
         head = _check_head(reader, last_seq, last_hash, problems)
         messages = _check_messages(reader, problems, pinned)
+        _check_attempts(reader, problems, pinned)
         if anchor is not None:
             _check_anchor(reader, anchor, problems)
     return VerifyResult(ok=not problems, checked=checked, problems=problems, messages=messages, head=head)
@@ -44,6 +49,9 @@ class _PinnedReports:
         # Messages with an event already named as edited: their pins cannot be trusted, so the row checks that
         # rely on them would only repeat that finding in misleading words.
         self.edited: set[str] = set()
+        # The edited events themselves (only the tampered ones: small), for the attempt checks, which compare a
+        # row with one event rather than with everything pinned on its message.
+        self.edited_seqs: set[int] = set()
 
 
 def _walk_chain(reader: Reader, problems: list[Problem], pinned: _PinnedReports) -> tuple[int, int, str]:
@@ -67,9 +75,13 @@ def _walk_chain(reader: Reader, problems: list[Problem], pinned: _PinnedReports)
         if recomputed is None:
             problems.append(Problem(seq, message_id, "event row cannot be re-hashed (bad JSON or prev_hash): edited"))
             pinned.edited.add(message_id)
+            pinned.edited_seqs.add(seq)
         elif recomputed != stored:
             problems.append(Problem(seq, message_id, f"{kind!r} event content does not match its hash: edited"))
             pinned.edited.add(message_id)
+            pinned.edited_seqs.add(seq)
+        if kind == "attempt":
+            _check_attempt_row_exists(reader, seq, detail, problems)
         if kind == "reported" and isinstance(detail, dict):
             pin = detail.get(JOURNAL_KEY)
             if isinstance(pin, dict) and isinstance(pin.get("cursor"), int):
@@ -243,6 +255,154 @@ def _check_report(reader: Reader, seq: int, message_id: str, detail: dict[str, A
         problems.append(Problem(seq, message_id, f"report {detail.get('report_id')!r} is missing: deleted"))
     elif hashlib.sha256(row[0]).hexdigest() != detail["sha256"]:
         problems.append(Problem(seq, message_id, f"report {detail.get('report_id')!r} XML edited"))
+
+
+# The events that settle an attempt: the outcome each writes into the attempts row and the detail key holding what
+# it writes into the row's `detail` (outbox.finish_attempt, outbox.recover_inflight, which leaves `detail` NULL).
+# A `delivery_failed` with "sent": false settles no attempt: that part's bytes could not even be built.
+_SETTLED: dict[str, tuple[str, str | None]] = {
+    "delivered": ("delivered", "receipt"),
+    "attempt_failed": ("retry", "error"),
+    "delivery_failed": ("failed", "error"),
+    "attempt_unknown": ("unknown", None),
+}
+_ATTEMPT_EVENTS = ("attempt", *_SETTLED)
+# In (outbox_id, attempt) order, so one message's attempts come together and its events are read once. Rows are
+# fetched one at a time: a single payload is in memory, however large the journal.
+_ATTEMPTS = """
+SELECT a.outbox_id, a.attempt, a.started_at, a.sha256, a.key_label, a.possible_duplicate, a.outcome, a.finished_at,
+  a.detail, o.id IS NOT NULL, a.payload
+FROM attempts a LEFT JOIN outbox o ON o.id = a.outbox_id ORDER BY a.outbox_id, a.attempt
+"""
+# (seq, at, kind, detail) of an event about an attempt.
+_AttemptEvent = tuple[int, str, str, dict[str, Any]]
+
+
+def _attempt_key(detail: Any) -> tuple[str, int] | None:
+    """The (outbox id, attempt number) an outbox event names, None if it names none."""
+    if not isinstance(detail, dict):
+        return None
+    oid, attempt = detail.get("outbox_id"), detail.get("attempt")
+    if not isinstance(oid, str) or not isinstance(attempt, int) or isinstance(attempt, bool):
+        return None
+    return oid, attempt
+
+
+def _attempt_row(oid: str, attempt: int) -> tuple[str, str]:
+    """(message id, how a problem names the row): outbox ids are "<message id>.<part>" (outbox.outbox_id)."""
+    message_id, dot, part = oid.rpartition(".")
+    if not dot:
+        return oid, f"attempt {attempt} of outbox row {oid!r}"
+    return message_id, f"attempt {attempt} of part {part}"
+
+
+def _check_attempt_row_exists(reader: Reader, seq: int, detail: Any, problems: list[Problem]) -> None:
+    """An `attempt` event pins bytes handed to a bank: their row must still be there."""
+    key = _attempt_key(detail)
+    if key is None:
+        return  # not the outbox's (callers may chain events of any kind): it names no row
+    if reader.conn.execute("SELECT 1 FROM attempts WHERE outbox_id = ? AND attempt = ?", key).fetchone() is None:
+        message_id, name = _attempt_row(*key)
+        problems.append(
+            Problem(
+                None,
+                message_id,
+                f"{name}: its attempts row (the bytes sent) is missing while its 'attempt' event {seq} remains:"
+                " deleted or renumbered",
+            )
+        )
+
+
+class _AttemptEvents:
+    """The events about attempts of one message, by (outbox id, attempt): read once per message, only the current
+    message's kept."""
+
+    def __init__(self, reader: Reader) -> None:
+        self._reader = reader
+        self._message_id: str | None = None
+        self.started: dict[tuple[str, int], list[_AttemptEvent]] = {}
+        self.settled: dict[tuple[str, int], list[_AttemptEvent]] = {}
+
+    def load(self, message_id: str) -> None:
+        if message_id == self._message_id:
+            return
+        self._message_id, self.started, self.settled = message_id, {}, {}
+        marks = ", ".join("?" for _ in _ATTEMPT_EVENTS)
+        rows = self._reader.conn.execute(
+            f"SELECT seq, at, kind, detail FROM events WHERE message_id = ? AND kind IN ({marks}) ORDER BY seq",
+            (message_id, *_ATTEMPT_EVENTS),
+        )
+        for seq, at, kind, text in rows:
+            detail = _parse(text)
+            key = _attempt_key(detail)
+            if key is None or (kind == "delivery_failed" and detail.get("sent") is False):
+                continue
+            (self.started if kind == "attempt" else self.settled).setdefault(key, []).append((seq, at, kind, detail))
+
+
+def _check_attempts(reader: Reader, problems: list[Problem], pinned: _PinnedReports) -> None:
+    """Every attempts row against the `attempt` event that pinned its bytes and the event that settled it."""
+    events = _AttemptEvents(reader)
+    for row in reader.conn.execute(_ATTEMPTS):
+        oid, attempt, has_outbox, payload = row[0], row[1], row[9], row[10]
+        message_id, name = _attempt_row(oid, attempt)
+        events.load(message_id)
+        key = (oid, attempt)
+        findings = [] if has_outbox else ["its outbox row is missing: deleted or renumbered"]
+        findings += _attempt_findings(row[2:9], payload, events.started.get(key, []), pinned)
+        findings += _settled_findings(row[6:9], events.settled.get(key, []), pinned)
+        problems.extend(Problem(None, message_id, f"{name}: {what}") for what in findings)
+
+
+def _attempt_findings(
+    columns: Sequence[Any], payload: Any, started: list[_AttemptEvent], pinned: _PinnedReports
+) -> list[str]:
+    started_at, column_sha, key_label, possible_duplicate = columns[:4]
+    actual = hashlib.sha256(payload).hexdigest() if isinstance(payload, bytes) else None
+    if not started:
+        out = [
+            "no 'attempt' event pins this row (the bytes it says were sent): inserted or renumbered behind the"
+            " journal, or its event deleted"
+        ]
+        if actual != column_sha:
+            out.append("payload (the bytes sent) does not match its sha256 column: edited")
+        return out
+    out = [f"{len(started)} 'attempt' events name it: {', '.join(str(e[0]) for e in started)}"] if started[1:] else []
+    seq, at, _, pin = started[0]
+    if seq in pinned.edited_seqs:
+        return out  # the chain walk named the edited event; comparing the row with it would mislead
+    where = f"its 'attempt' event {seq}"
+    if actual != pin.get("sha256"):
+        out.append(f"payload (the bytes sent) edited: it does not match the sha256 in {where}")
+    elif column_sha != actual:
+        out.append(f"the sha256 column was edited: {where} pins the payload's actual sha256")
+    if key_label != pin.get("key_label"):
+        out.append(f"key_label edited: the row has {key_label!r}, {where} pinned {pin.get('key_label')!r}")
+    if started_at != at:
+        out.append(f"started_at edited: the row has {started_at!r}, {where} is at {at!r}")
+    flagged = bool(pin.get("possible_duplicate", False))
+    if bool(possible_duplicate) != flagged:
+        out.append(f"possible_duplicate edited: the row has {bool(possible_duplicate)}, {where} pinned {flagged}")
+    return out
+
+
+def _settled_findings(stored: Sequence[Any], settled: list[_AttemptEvent], pinned: _PinnedReports) -> list[str]:
+    """The row's outcome, finished_at and detail are what the event that settled the attempt wrote (none yet: all
+    NULL, the attempt is in flight). Only the outbox settles an attempt, once: more events name a forgery."""
+    out = [f"settled {len(settled)} times: events {', '.join(str(e[0]) for e in settled)}"] if settled[1:] else []
+    if settled:
+        seq, at, kind, pin = settled[0]
+        if seq in pinned.edited_seqs:
+            return out
+        outcome, detail_key = _SETTLED[kind]
+        expected: tuple[Any, ...] = (outcome, at, pin.get(detail_key) if detail_key is not None else None)
+        where = f"its {kind!r} event {seq}"
+    else:
+        expected, where = (None, None, None), "the chain, which records no settlement (in flight)"
+    for column, value, want in zip(("outcome", "finished_at", "detail"), stored, expected, strict=True):
+        if value != want:
+            out.append(f"{column} edited: the row has {value!r}, {where} says {want!r}")
+    return out
 
 
 def _check_anchor(reader: Reader, anchor: tuple[int, str], problems: list[Problem]) -> None:
