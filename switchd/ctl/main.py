@@ -88,8 +88,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--msg-id")
     p.add_argument("--e2e", dest="end_to_end_id", help="EndToEndId")
     p.add_argument("--uetr")
-    p.add_argument("--since", help="RFC 3339 time, inclusive")
-    p.add_argument("--until", help="RFC 3339 time, exclusive")
+    when = "ISO 8601: 2026-11-23 (midnight), '2026-11-23 15:05', 2026-11-23T15:05+01:00; no Z or offset: UTC"
+    p.add_argument("--since", metavar="T", help=f"received at or after T ({when})")
+    p.add_argument("--until", metavar="T", help=f"received before T ({when})")
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(func=cmd_messages)
 
@@ -245,6 +246,16 @@ def _runtime(cfg: Config) -> dict[str, Any]:
 
 
 def cmd_messages(args: argparse.Namespace) -> int:
+    from switchd.journal.reads import time_bound
+
+    bounds: dict[str, str | None] = {}
+    for name in ("since", "until"):
+        text = getattr(args, name)
+        try:
+            bounds[name] = time_bound(text) if text is not None else None
+        except ValueError as exc:
+            print(f"switchctl messages: --{name}: {exc}", file=sys.stderr)
+            return 2
     journal = _journal(_config(args))
     rows = journal.search(
         participant=args.participant,
@@ -253,8 +264,8 @@ def cmd_messages(args: argparse.Namespace) -> int:
         msg_id=args.msg_id,
         end_to_end_id=args.end_to_end_id,
         uetr=args.uetr,
-        since=args.since,
-        until=args.until,
+        since=bounds["since"],
+        until=bounds["until"],
         limit=args.limit,
     )
     if args.json:

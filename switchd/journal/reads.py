@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from sqlite_utils import Database
 from switchd.errors import JournalError
 from switchd.journal.records import EventRow, MessageRow, ReportRow
 from switchd.journal.schema import MESSAGE_COLUMNS, REPORT_COLUMNS, connect_reader
+from switchd.timefmt import rfc3339
 
 # resolve() matches a key against message ids, MsgIds and these refs.
 RESOLVE_REF_KINDS = ("uetr", "end_to_end_id")
@@ -35,6 +37,25 @@ _CHUNK = 500
 
 class MessageNotFound(JournalError):
     """No message with that id."""
+
+
+def time_bound(text: str) -> str:
+    """An operator's time in the journal's spelling of time (RFC 3339 UTC, microseconds, Z: timefmt.rfc3339).
+
+    The journal compares times as text, which is right only between times spelled alike: "2026-11-23 15:05" or
+    "...T16:05:00+01:00" compared raw with "...T15:05:00.000000Z" give wrong answers, silently. Accepted: ISO 8601
+    as datetime.fromisoformat reads it, a date alone (its midnight), a space or T before the time, Z or an offset;
+    no offset means UTC. Raises ValueError naming the text.
+    """
+    try:
+        t = datetime.fromisoformat(text.strip())
+        return rfc3339(t if t.tzinfo is not None else t.replace(tzinfo=UTC))
+    except (ValueError, OverflowError):
+        # OverflowError: a valid time whose UTC equivalent is outside datetime's years 1..9999.
+        raise ValueError(
+            f"{text!r} is not a time: give ISO 8601, e.g. 2026-11-23, '2026-11-23 15:05' or 2026-11-23T15:05:00+01:00"
+            " (without Z or an offset: UTC)"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -155,12 +176,13 @@ class Reader:
             if value is not None:
                 where.append("id IN (SELECT message_id FROM refs WHERE value = ? AND kind = ?)")
                 params += [value, kind]
+        # Bounds in the stored spelling (time_bound), or text comparison answers wrongly. Raises ValueError.
         if since is not None:
             where.append("received_at >= ?")
-            params.append(since)
+            params.append(time_bound(since))
         if until is not None:
             where.append("received_at < ?")
-            params.append(until)
+            params.append(time_bound(until))
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         sql = f"SELECT {MESSAGE_COLUMNS} FROM messages {clause} ORDER BY received_at DESC, id DESC LIMIT ?"
         return [message_row(r) for r in self.db.query(sql, [*params, max(0, limit)])]
