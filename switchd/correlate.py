@@ -20,9 +20,7 @@ from lxml import etree
 
 from switchd.config import Config
 from switchd.errors import Finding
-from switchd.ids import new_message_id, report_msg_id
 from switchd.iso.refs import MessageRefs
-from switchd.iso.reports import build_status_report
 from switchd.iso.xml import parse_message
 from switchd.journal import Journal, OutboxRow, ReportRecord
 from switchd.metrics import Metrics
@@ -216,7 +214,7 @@ class Correlator:
                     findings.append(Finding(code, detail, path=tx.path, tx_ref=tx.end_to_end_id))
             listed[tx.index] = st.status if st and st.status else unlisted
         if not whole:
-            return self._part_report(original, findings, listed, now)
+            return self.reports.report(original, findings, PARTIAL, now, tx_statuses=listed)
         if findings:
             group = REJECTED if len({f.path for f in findings}) == len(txs) else PARTIAL
         elif status == REJECTED:  # rejected with no transaction to carry the reason: the message carries it
@@ -225,29 +223,3 @@ class Correlator:
         else:
             group = status
         return self.reports.report(original, findings, group, now)
-
-    def _part_report(
-        self, original: Original, findings: Sequence[Finding], listed: dict[int, str], now: datetime
-    ) -> ReportRecord | None:
-        """The PART report on one part of a split message, every transaction of `listed` (TxRefs.index -> TxSts)
-        in it; as OriginatorReports.report otherwise (None when the original's family has no report)."""
-        report_def = self.reports.catalogue.report_for(original.defn)
-        if report_def is None:
-            return None
-        rid = report_msg_id(new_message_id(now))
-        xml = build_status_report(
-            report_def=report_def,
-            original_def=original.defn,
-            original=original.refs,
-            original_msg_id=original.refs.msg_id,
-            findings=findings,
-            report_msg_id=rid,
-            created_at=now,
-            group_status=PARTIAL,
-            instructing_bic=self.reports.switch_bic,
-            instructed_bic=original.refs.instg_agt_bic,
-            tx_statuses=listed,
-        )
-        return ReportRecord(
-            report_id=rid, message_type=report_def.id, msg_id=rid, status=PARTIAL, xml=xml, created_at=rfc3339(now)
-        )

@@ -9,7 +9,7 @@ when one is configured; `OriginatorReports` builds the pacs.002/pain.002 an orig
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -173,8 +173,15 @@ class OriginatorReports:
         return self.report(original, findings, "RJCT" if whole else "PART", now), original.participant
 
     def report(
-        self, original: Original, findings: Sequence[Finding], status: str, now: datetime
+        self,
+        original: Original,
+        findings: Sequence[Finding],
+        status: str,
+        now: datetime,
+        tx_statuses: Mapping[int, str] | None = None,
     ) -> ReportRecord | None:
+        """The report to the originator on `original` (None when its family has none); `tx_statuses` (TxRefs.index
+        -> TxSts) lists those transactions with their own status (build_status_report)."""
         report_def = self.catalogue.report_for(original.defn)
         if report_def is None:
             return None
@@ -190,6 +197,7 @@ class OriginatorReports:
             group_status=status,
             instructing_bic=self.switch_bic,
             instructed_bic=original.refs.instg_agt_bic,
+            tx_statuses=tx_statuses,
         )
         return ReportRecord(
             report_id=rid, message_type=report_def.id, msg_id=rid, status=status, xml=xml, created_at=rfc3339(now)
