@@ -20,7 +20,7 @@ from lxml import etree
 
 from switchd.config import Config
 from switchd.errors import Finding
-from switchd.iso.refs import MessageRefs
+from switchd.iso.refs import MessageRefs, TxRefs
 from switchd.iso.xml import parse_message
 from switchd.journal import Journal, OutboxRow, ReportRecord
 from switchd.metrics import Metrics
@@ -149,6 +149,37 @@ class Correlator:
             return []
         rows = self.journal.outbox_by_msg_id(refs.original_msg_id)  # indexed: cheaper inline than a thread hop
         return [r for r in rows if self.connector_participant(r.connector) == participant]
+
+    async def return_problems(self, refs: MessageRefs, parts: Sequence[OutboxRow]) -> list[Finding]:
+        """AM09 for each transaction of a return that gives back more than the payment it names carried (same
+        currency): a bank returns what it received, never more. A transaction it names that was not in `parts`
+        is left to the rules: the return is matched by OrgnlMsgId, its transactions by their original ids."""
+        original = await self.reports.originals.get(parts[0].message_id)
+        sent: list[TxRefs] = []
+        for row in parts:
+            sent.extend(part_txs(original.refs, row.tx_indexes))
+        by_id: dict[tuple[str, str], TxRefs] = {}
+        for tx in sent:
+            for key in (("uetr", tx.uetr), ("e2e", tx.end_to_end_id), ("tx", tx.tx_id)):
+                if key[1]:
+                    by_id.setdefault((key[0], key[1]), tx)
+        findings: list[Finding] = []
+        for rtx in refs.transactions:
+            keys = (("uetr", rtx.original_uetr), ("e2e", rtx.original_end_to_end_id), ("tx", rtx.original_tx_id))
+            paid = next((by_id[(k, v)] for k, v in keys if v and (k, v) in by_id), None)
+            if paid is None or rtx.amount is None or paid.amount is None or rtx.currency != paid.currency:
+                continue
+            if rtx.amount > paid.amount:
+                findings.append(
+                    Finding(
+                        "AM09",
+                        f"returns {rtx.amount_text} {rtx.currency}, more than the {paid.amount_text} {paid.currency} "
+                        f"of the payment it gives back ({paid.end_to_end_id or paid.tx_id or paid.uetr})",
+                        path=rtx.amount_path,
+                        tx_ref=rtx.original_end_to_end_id or rtx.original_tx_id or rtx.original_uetr,
+                    )
+                )
+        return findings
 
     async def on_return(
         self, return_message_id: str, refs: MessageRefs, raw: bytes, message_type: str, parts: Sequence[OutboxRow]

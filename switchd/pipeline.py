@@ -37,6 +37,8 @@ class ReturnHandler(Protocol):
 
     def returned_parts(self, participant: str, refs: MessageRefs) -> list[OutboxRow]: ...
 
+    async def return_problems(self, refs: MessageRefs, parts: Sequence[OutboxRow]) -> list[Finding]: ...
+
     async def on_return(
         self, return_message_id: str, refs: MessageRefs, raw: bytes, message_type: str, parts: Sequence[OutboxRow]
     ) -> None: ...
@@ -141,7 +143,11 @@ class Pipeline:
         returned: list[OutboxRow] = []
         if verdict.reject_kind is None and role == "payment":
             returned = self._returned_parts(inbound, verdict)
-            if not returned:
+            if returned and self.returns is not None and verdict.refs is not None:
+                problems = await self.returns.return_problems(verdict.refs, returned)
+                if problems:  # refused: nothing is journaled on the payment, nothing forwarded
+                    verdict, returned = self._refused(mid, verdict, RejectKind.INVALID, tuple(problems)), []
+            if not returned and verdict.reject_kind is None:
                 verdict, outbox = self._route(mid, inbound, verdict)
         record = self._build_record(mid, inbound, verdict, outbox)
         result = await self.journal.commit_inbound(record)

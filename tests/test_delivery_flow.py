@@ -344,6 +344,33 @@ async def test_a_return_from_the_bank_is_journaled_on_the_payment_and_forwarded_
     assert [e["kind"] for e in (await wait_for_state(routed, mid, {"returned"}))["events"]].count("returned") == 1
 
 
+async def test_a_return_of_more_than_the_payment_is_refused_am09_and_not_passed_on(
+    routed: RunningDaemon, tmp_path: Path
+) -> None:
+    r = await post(routed, pacs008(msg_id="RET-BIG", txs=[Tx(end_to_end_id="E2E-BIG", amount="100.00")]))
+    mid = r.json()["id"]
+    await wait_for_state(routed, mid, {"answered"})
+    uetr = next(x["uetrs"][0] for x in read_receipts(tmp_path / "receipts.jsonl") if x["msg_id"] == "RET-BIG")
+    too_much = pacs004(
+        msg_id="RTR-BIG", original_msg_id="RET-BIG", txs=[Orig(end_to_end_id="E2E-BIG", uetr=uetr, amount="1000000.00")]
+    )
+    async with httpx.AsyncClient(
+        base_url=routed.base_url, headers={"Authorization": "Bearer sim-bank-token"}, timeout=30
+    ) as bank:
+        r = await bank.post("/v1/messages", content=too_much, headers={"Content-Type": "application/xml"})
+        assert r.status_code == 422, r.text
+        assert [e["code"] for e in r.json()["errors"]] == ["AM09"]
+        assert "<Cd>AM09</Cd>" in r.json()["status_report"]
+        body = await wait_for_state(routed, mid, {"answered"})
+        assert "returned" not in kinds(body)
+        assert not [x for x in await reports_for(routed) if x["message_id"] == mid and x["status"] == "RETURN"]
+        # The amount it really carried is taken back as usual.
+        right = pacs004(msg_id="RTR-OK", original_msg_id="RET-BIG", txs=[Orig(end_to_end_id="E2E-BIG", uetr=uetr)])
+        r = await bank.post("/v1/messages", content=right, headers={"Content-Type": "application/xml"})
+    assert r.status_code == 202, r.text
+    await wait_for_state(routed, mid, {"returned"})
+
+
 async def test_when_even_the_report_cannot_be_built_the_part_still_fails_and_delivery_goes_on(
     routed: RunningDaemon, monkeypatch: pytest.MonkeyPatch
 ) -> None:
