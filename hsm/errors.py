@@ -3,6 +3,7 @@
 SwitchdError (switchd.errors)
  └── HsmError
       ├── HsmUnavailable     the token cannot sign now: module, token, PIN, key or session problem; retry later
+      │    └── PinRejected   the token refused the PIN: do not log in with the same PIN again (PINs get locked)
       ├── SigningError       this envelope cannot be signed (not AppHdr + Document, already signed); a bug upstream
       └── SignatureInvalid   a signature did not verify; `reference` names the part that failed, if one did
 
@@ -24,6 +25,18 @@ class HsmUnavailable(HsmError):
     The text says what is wrong (module missing, no token with that label, PIN rejected, key missing, session
     lost) and never contains the PIN.
     """
+
+
+class PinRejected(HsmUnavailable):
+    """The token refused the PIN (incorrect or malformed). Unlike other outages, trying again with the same PIN only
+    spends the token's failed-login budget: real HSMs lock the user PIN after a few failures.
+
+    `pin_source` says which PIN was tried without containing it: for a PIN file, its identity and modification
+    state (`pin_source_state`) taken before it was read, for a variable its name. It is an attribute, not part of
+    the message or `args`, and travels with the pickled exception from a signer process.
+    """
+
+    pin_source: tuple[object, ...] | None = None
 
 
 class SigningError(HsmError):

@@ -10,17 +10,30 @@ out at once (switchd/batches.py, shared with the intake examiners).
 Failure. A token failure raises HsmUnavailable in the worker; the worker drops its session and the next job logs in
 afresh, so signing resumes by itself once the HSM is back. Every message of a failed batch gets HsmUnavailable:
 the caller keeps it (in the journal) and tries again later. Nothing is ever returned unsigned.
+
+Wrong PIN. Real HSMs lock the user PIN after a few failed logins, so a PIN the token rejected (PinRejected) is not
+tried again: every job says whether its worker may log in, and after a rejection it may not while the PIN source
+is unchanged (hsm.token.pin_source_state: the PIN file's identity and times). Signer processes that are logged in
+keep signing. Once the file changes, one job at a time may try the new PIN; `reload` (new settings) and `check`
+(an operator's reload) allow one attempt too. A start-up or retry warms one worker first, the others only after it
+logged in, so a wrong PIN costs one failed login, not one per worker.
+
+Stopping. Signer processes ignore SIGTERM and SIGINT (`_worker_init`): `systemctl stop` signals the whole process
+group, and only the daemon decides when its signers stop (after the delivery workers are done with them). A signer
+that died anyway does not turn shutdown into a crash: `run` logs it and returns.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
-from collections.abc import Sequence
+import signal
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import outcome
 import trio
@@ -28,14 +41,17 @@ import trio_parallel
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from hsm.errors import HsmError, HsmUnavailable, SignatureInvalid
+from hsm.errors import HsmError, HsmUnavailable, PinRejected, SignatureInvalid
 from hsm.settings import HsmSettings
 from hsm.signer import SignedMessage, Signer
+from hsm.token import pin_source_state
 from hsm.xmldsig import Verified, verify_envelope
 from switchd.batches import BatchQueue
 
 _DER = Encoding.DER
 ANSWER_TIMEOUT_S = 30.0  # the longest a caller waits for its batch to be signed
+T = TypeVar("T")
+log = logging.getLogger("switchd.hsm")
 
 # --- worker process side ------------------------------------------------------------------------------------
 
@@ -48,10 +64,19 @@ def _connection(settings: HsmSettings) -> tuple[Any, ...]:
     return (settings.module, settings.token, settings.pin_file, settings.pin_env, settings.softhsm2_conf)
 
 
-def _signer(settings: HsmSettings) -> Signer:
+def _worker_init() -> None:
+    """Runs in each signer process before its first job: stop signals are the daemon's to act on, not ours."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _signer(settings: HsmSettings, may_login: bool = True) -> Signer:
     key = _connection(settings)
     signer = _WORKER_SIGNER.get(key)
     if signer is None:
+        if not may_login:
+            # The daemon's answer to a PIN the token rejected (see the module docstring): no new login with it.
+            raise PinRejected(f"not logging in to token {settings.token!r} again with the PIN it rejected")
         signer = Signer.open(settings)
         _WORKER_SIGNER[key] = signer
     return signer
@@ -63,13 +88,20 @@ def _drop(settings: HsmSettings) -> None:
         signer.close()
 
 
-def prepare_worker(settings: HsmSettings) -> dict[str, bytes]:
-    """Runs in a worker: log in (once per process), check the keys; returns each key's DER certificate."""
+def prepare_worker(settings: HsmSettings, may_login: bool = True) -> dict[str, bytes]:
+    """Runs in a worker: log in (once per process, if `may_login`), check the keys; returns each key's DER
+    certificate. Raises HsmUnavailable (PinRejected when the PIN was refused, or a login was not allowed)."""
     try:
-        return _signer(settings).certificates(settings)
+        return _signer(settings, may_login).certificates(settings)
     except HsmUnavailable:
         _drop(settings)
         raise
+
+
+def check_worker(settings: HsmSettings, may_login: bool = True) -> dict[str, bytes]:
+    """Runs in a worker: `prepare_worker` for settings the daemon does not sign with yet. A key or certificate
+    missing from them leaves the session as it was: the running settings still sign with it."""
+    return _signer(settings, may_login).certificates(settings)
 
 
 # A job item: ("sign", envelope) or ("verify", envelope, DER certificates, check time or None).
@@ -77,13 +109,14 @@ Item = tuple[Any, ...]
 ItemResult = SignedMessage | HsmError | tuple[bytes, str]
 
 
-def run_batch(settings: HsmSettings, items: Sequence[Item]) -> list[ItemResult]:
-    """Runs in a worker: sign and verify a batch; per-item errors in place, HsmUnavailable for the whole batch."""
+def run_batch(settings: HsmSettings, items: Sequence[Item], may_login: bool = True) -> list[ItemResult]:
+    """Runs in a worker: sign and verify a batch; per-item errors in place, HsmUnavailable for the whole batch.
+    A worker without a session logs in only if `may_login`."""
     to_sign = [i for i, item in enumerate(items) if item[0] == "sign"]
     results: list[ItemResult | None] = [None] * len(items)
     if to_sign:
         try:
-            signed = _signer(settings).sign([items[i][1] for i in to_sign], settings)
+            signed = _signer(settings, may_login).sign([items[i][1] for i in to_sign], settings)
         except HsmUnavailable:
             _drop(settings)  # the next job logs in afresh: this is how signing recovers once the HSM is back
             raise
@@ -119,7 +152,7 @@ class SigningService:
 
     Use: `await nursery.start(service.run)` (raises HsmUnavailable if the token cannot be reached or the PIN is
     wrong, unless `require_ready=False`), then `await service.sign([...])` / `await service.verify(...)` from any
-    task. `reload(settings)` switches the active key (and key list) for the next batches.
+    task. To change keys: `await service.check(settings)`, then `reload(settings)` for the next batches.
     """
 
     def __init__(self, settings: HsmSettings, *, workers: int | None = None, batch_max: int | None = None) -> None:
@@ -131,15 +164,53 @@ class SigningService:
         self.ready = False
         self.last_error: str | None = None
         self._ready_event = trio.Event()
+        self._ctx: trio_parallel.WorkerContext | None = None
+        # The pin_source_state of the PIN the token last rejected; None: workers may log in. See the module docstring.
+        self._rejected_pin: tuple[object, ...] | None = None
+        self._retry_lock = trio.Lock()  # one job at a time may try a changed PIN
+        self._checked: tuple[HsmSettings, dict[str, bytes]] | None = None  # what the last good `check` saw
 
     @property
     def settings(self) -> HsmSettings:
         return self._settings
 
     def reload(self, settings: HsmSettings) -> None:
-        """Use `settings` (e.g. a new active key) from the next batch on. Messages signed before stay verifiable
-        as long as their key stays configured (its certificate is in `certificates` after the next warm-up)."""
+        """Use `settings` (e.g. a new active key) from the next batch on. Call `check(settings)` first: nothing here
+        looks at the token. Messages signed before stay verifiable as long as their key stays configured."""
         self._settings = settings
+        if self._checked is not None and self._checked[0] == settings:
+            for label, der in self._checked[1].items():
+                self.certificates[label] = x509.load_der_x509_certificate(der)
+        # New settings: a PIN the token rejected may be tried once more (an operator acted).
+        self._rejected_pin = None
+
+    async def check(self, settings: HsmSettings) -> None:
+        """Whether `settings` can sign, before `reload(settings)`: in a signer process, log in if need be and look up
+        every configured key and its certificate on the token.
+
+        Raises HsmUnavailable naming what is wrong (a key label that is not on the token, a missing certificate, the
+        token unreachable or refusing the PIN: a PIN it rejected before is tried once more, this is an operator's
+        reload). Readiness and the running settings are left as they were.
+        """
+        ctx = self._ctx
+        if ctx is None:
+            raise HsmUnavailable("the signing service is not running")
+
+        async def job(may_login: bool) -> dict[str, bytes]:
+            # Cancellable (it kills the worker): a token that hangs must not hold up the daemon's reloads for ever.
+            ders: dict[str, bytes] = await ctx.run_sync(check_worker, settings, may_login, kill_on_cancel=True)
+            return ders
+
+        try:
+            with trio.fail_after(ANSWER_TIMEOUT_S):
+                ders = await self._login_rule(job, force=True)
+        except trio.TooSlowError:
+            raise HsmUnavailable(f"no answer from the signer processes within {ANSWER_TIMEOUT_S:g} s") from None
+        except (trio.Cancelled, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            raise _as_hsm_error(exc) from None
+        self._checked = (settings, ders)
 
     def statistics(self) -> SigningStatistics:
         return SigningStatistics(self.workers, self.queue.batches, self.queue.jobs, self.ready, self.last_error)
@@ -158,43 +229,107 @@ class SigningService:
 
         With `require_ready` (default) a token that cannot be used raises HsmUnavailable out of `nursery.start`.
         Without it, `run` reports started anyway, keeps `ready` False and `last_error` set, and tries again every
-        `retry_s` seconds (sign calls meanwhile fail fast with HsmUnavailable).
+        `retry_s` seconds (sign calls meanwhile fail fast with HsmUnavailable; a rejected PIN is not tried again
+        until it changes). Signer processes that died before shutdown are logged, not raised.
         """
         failed: HsmUnavailable | None = None
-        async with trio_parallel.open_worker_context(idle_timeout=math.inf, grace_period=10.0) as ctx:
-            try:
-                await self._warm(ctx)
-            except HsmUnavailable as exc:
-                if require_ready:
-                    failed = exc
-            if failed is None:
-                async with trio.open_nursery() as nursery:
-                    if not self.ready:
-                        nursery.start_soon(self._keep_warming, ctx, retry_s)
-                    task_status.started()
-                    await self.queue.serve(partial(self._run_batch, ctx))
+        try:
+            async with trio_parallel.open_worker_context(
+                idle_timeout=math.inf, grace_period=10.0, init=_worker_init
+            ) as ctx:
+                self._ctx = ctx
+                try:
+                    await self._warm(ctx)
+                except HsmUnavailable as exc:
+                    if require_ready:
+                        failed = exc
+                if failed is None:
+                    async with trio.open_nursery() as nursery:
+                        if not self.ready:
+                            nursery.start_soon(self._keep_warming, ctx, retry_s)
+                        task_status.started()
+                        await self.queue.serve(partial(self._run_batch, ctx))
+        except trio_parallel.BrokenWorkerError as exc:
+            # Raised by the worker context's exit for a worker that had died (killed, crashed): the daemon is
+            # stopping its signers anyway, so this must not become the daemon's own failure. What was ending the
+            # context (a cancellation, as a rule) goes on as if the exit had been clean.
+            log.warning("signer processes ended uncleanly at shutdown: %s", exc.args[0] if exc.args else exc)
+            if exc.__context__ is not None:
+                raise exc.__context__ from None
+        finally:
+            self._ctx = None
         # Raised here, after the worker context closed, so `nursery.start` sees HsmUnavailable itself rather than
         # an ExceptionGroup around it.
         if failed is not None:
             raise failed
 
+    async def _login_rule(self, job: Callable[[bool], Awaitable[T]], *, force: bool = False) -> T:
+        """Run `job(may_login)` under the PIN rule of the module docstring and record what it says about the PIN.
+
+        `force`: a login may be tried even with a PIN the token rejected (a check on reload)."""
+        if self._rejected_pin is None and not force:
+            return await self._recording_pin(job, True)  # the usual case: no stat, no lock
+        async with self._retry_lock:
+            may_login = True
+            if self._rejected_pin is not None and not force:
+                now = await trio.to_thread.run_sync(pin_source_state, self._settings)
+                may_login = now != self._rejected_pin
+            result = await self._recording_pin(job, may_login)
+            if may_login:
+                self._rejected_pin = None  # a login was allowed and nothing refused the PIN
+            return result
+
+    async def _recording_pin(self, job: Callable[[bool], Awaitable[T]], may_login: bool) -> T:
+        try:
+            return await job(may_login)
+        except PinRejected as exc:
+            if exc.pin_source is not None:  # a real refusal by the token (not a login we did not allow)
+                self._rejected_pin = exc.pin_source
+            raise
+
+    def _failed(self, exc: BaseException) -> HsmError:
+        """The HsmError a failed job stands for; an HsmUnavailable makes the service not ready, saying why."""
+        error = _as_hsm_error(exc)
+        if not isinstance(error, HsmUnavailable):
+            return error
+        self.ready = False
+        if isinstance(error, PinRejected):
+            if error.pin_source is None and self.last_error:
+                return PinRejected(self.last_error)  # a login we did not allow: the rejection is still the news
+            error = PinRejected(f"{error}; {_pin_hint(self._settings)}")
+        self.last_error = str(error)
+        return error
+
+    async def _prepare(self, ctx: trio_parallel.WorkerContext, settings: HsmSettings, force: bool) -> dict[str, bytes]:
+        async def job(may_login: bool) -> dict[str, bytes]:
+            ders: dict[str, bytes] = await ctx.run_sync(prepare_worker, settings, may_login)
+            return ders
+
+        try:
+            return await self._login_rule(job, force=force)
+        except (trio.Cancelled, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            raise self._failed(exc) from None
+
     async def _warm(self, ctx: trio_parallel.WorkerContext) -> None:
-        # One concurrent login job per worker: each lands in its own process (a busy worker takes no second job).
         settings = self._settings
-        results: list[outcome.Outcome[dict[str, bytes]]] = []
+        # One worker first: a PIN the token refuses then costs one failed login, not one per worker.
+        ders = await self._prepare(ctx, settings, False)
+        if self.workers > 1:
+            # Then one concurrent job per worker: each lands in its own process (a busy worker takes no second job);
+            # the first one's is a no-op, it is logged in already.
+            results: list[outcome.Outcome[dict[str, bytes]]] = []
 
-        async def one() -> None:
-            results.append(await outcome.acapture(ctx.run_sync, prepare_worker, settings))
+            async def one() -> None:
+                results.append(await outcome.acapture(self._prepare, ctx, settings, False))
 
-        async with trio.open_nursery() as warm:
-            for _ in range(self.workers):
-                warm.start_soon(one)
-        for r in results:
-            if isinstance(r, outcome.Error):
-                self.ready = False
-                self.last_error = str(_as_hsm_error(r.error))
-                raise _as_hsm_error(r.error)
-        for label, der in results[0].unwrap().items():
+            async with trio.open_nursery() as warm:
+                for _ in range(self.workers):
+                    warm.start_soon(one)
+            for r in results:
+                r.unwrap()  # raises the first worker's HsmError (readiness already says it)
+        for label, der in ders.items():
             self.certificates[label] = x509.load_der_x509_certificate(der)
         self.ready = True
         self.last_error = None
@@ -211,15 +346,21 @@ class SigningService:
     async def _run_batch(
         self, ctx: trio_parallel.WorkerContext, items: list[Item]
     ) -> list[outcome.Outcome[ItemResult]]:
+        signs = any(item[0] == "sign" for item in items)
+
+        async def job(may_login: bool) -> list[ItemResult]:
+            results: list[ItemResult] = await ctx.run_sync(run_batch, self._settings, items, may_login)
+            return results
+
         try:
-            results = await ctx.run_sync(run_batch, self._settings, items)
-        except BaseException as exc:
-            error = _as_hsm_error(exc)
-            if isinstance(error, HsmUnavailable):
-                self.ready = False
-                self.last_error = str(error)
-            raise error from None
-        if any(item[0] == "sign" for item in items):
+            # Only signing needs a session: verifying alone never logs in, so it skips the PIN rule.
+            results = await (self._login_rule(job) if signs else job(True))
+        except BaseException as exc:  # even a cancellation: BatchQueue gives each caller an answer, never a raise
+            # One Error outcome per job, not a raise: BatchQueue would hand every caller of the batch the same
+            # Outcome, and an Outcome unwraps only once (the second caller would get AlreadyUsedError).
+            error = self._failed(exc)
+            return [outcome.Error(error) for _ in items]
+        if signs:
             # A batch signed: the token is usable again after a runtime failure (readiness follows it).
             self.ready, self.last_error = True, None
             self._ready_event.set()
@@ -262,6 +403,12 @@ class SigningService:
             raise r
         assert isinstance(r, tuple)
         return Verified(x509.load_der_x509_certificate(r[0]), r[1])
+
+
+def _pin_hint(settings: HsmSettings) -> str:
+    if settings.pin_env is not None:
+        return f"switchd will not log in with it again until it restarts (with another {settings.pin_env})"
+    return "switchd will not log in with it again until the PIN file changes (write or touch it)"
 
 
 def _as_hsm_error(exc: BaseException) -> HsmError:

@@ -4,7 +4,8 @@ Theory of operation (see NOTES.md "PKCS#11 with SoftHSM2"). python-pkcs11 initia
 locking, so SoftHSM runs without mutexes: one `Token` per process, used from one thread at a time. Login state is
 per process; concurrent logins on one SoftHSM file token fail, so `C_Login` runs under an exclusive file lock
 (`login_lock`). The PIN is read from the file or variable named in the settings when opening, handed to the module
-and dropped; it is never logged and never part of an exception message.
+and dropped; it is never logged and never part of an exception message. A PIN the token refuses raises PinRejected
+carrying `pin_source_state` (what identifies that PIN without holding it), so the caller can avoid trying it again.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pkcs11.exceptions as p11err
 from cryptography import x509
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 
-from hsm.errors import HsmUnavailable
+from hsm.errors import HsmUnavailable, PinRejected
 from hsm.settings import HsmSettings, KeySettings
 from hsm.xmldsig import SigningKey
 
@@ -54,6 +55,24 @@ def read_pin(settings: HsmSettings) -> str:
     if not pin:
         raise HsmUnavailable(f"the PIN file {settings.pin_file} is empty")
     return pin
+
+
+def pin_source_state(settings: HsmSettings) -> tuple[object, ...]:
+    """What identifies the PIN a login would read now, without reading it (so without holding any of it).
+
+    For `pin_file`: the path, inode, size, modification and change times (or the errno when it cannot be stat'ed):
+    writing, replacing or touching the file changes it. For `pin_env`: the variable's name only, since a running
+    process's environment does not change under it (the signer processes keep the one they were spawned with).
+    """
+    if settings.pin_env is not None:
+        return ("env", settings.pin_env)
+    if settings.pin_file is None:
+        return ("none",)
+    try:
+        st = os.stat(settings.pin_file)
+    except OSError as exc:
+        return ("file", settings.pin_file, "error", exc.errno)
+    return ("file", settings.pin_file, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def load_module(settings: HsmSettings) -> Library:
@@ -108,6 +127,8 @@ def open_session(settings: HsmSettings, *, rw: bool = False) -> pkcs11.Session:
     """A logged-in session on the configured token. Raises HsmUnavailable with the reason (never the PIN)."""
     lib = load_module(settings)
     token = find_token(lib, settings.token)
+    # Taken before the read: a PIN written in between then counts as a change, and gets its own attempt.
+    source = pin_source_state(settings)
     pin = read_pin(settings)
     with login_lock(settings):
         try:
@@ -116,8 +137,12 @@ def open_session(settings: HsmSettings, *, rw: bool = False) -> pkcs11.Session:
             # Login state is per process: another session of this process logged in already; this one shares it.
             return token.open(rw=rw)
         except (p11err.PinIncorrect, p11err.PinInvalid, p11err.PinLenRange):
-            raise HsmUnavailable(f"the token {settings.token!r} rejected the PIN") from None
+            rejected = PinRejected(f"the token {settings.token!r} rejected the PIN")
+            rejected.pin_source = source
+            raise rejected from None
         except p11err.PinLocked:
+            # Not PinRejected: a locked PIN is refused without being checked, so trying again costs nothing, and
+            # signing resumes by itself once the security officer unlocks it.
             raise HsmUnavailable(f"the PIN of token {settings.token!r} is locked (too many wrong PINs)") from None
         except p11err.PKCS11Error as exc:
             raise HsmUnavailable(f"cannot log in to token {settings.token!r}: {type(exc).__name__}") from None

@@ -22,6 +22,7 @@ import trio
 from adapters.http.api import Api, ApiState
 from adapters.http.server import serve_http
 from adapters.registry import build_connectors, close_all
+from hsm.errors import HsmError
 from hsm.service import SigningService
 from hsm.settings import HsmSettings
 from switchd.config import Config, ConnectorConfig, load_config
@@ -270,8 +271,16 @@ class Daemon:
                     new = dataclasses.replace(new, hsm=self.config.hsm)
                 else:
                     # Key rotation: the next batches sign with the new active key; the journal records each label.
-                    self.signing.reload(new.hsm)
-                    log.info("reload: signing key is now %r", new.hsm.active)
+                    # Checked on the token first: a key that is not there would leave every delivery waiting.
+                    hsm = new.hsm
+                    try:
+                        await self.signing.check(hsm)
+                    except HsmError as exc:
+                        log.error("reload of [hsm] refused, signing stays as it was: %s", exc)
+                        new = dataclasses.replace(new, hsm=self.config.hsm)
+                    else:
+                        self.signing.reload(hsm)
+                        log.info("reload: signing key is now %r", hsm.active)
             self.config = new
             log.info(
                 "reloaded %s: %d participants, %d routes", new.source, len(new.participants), len(new.routes.routes)
