@@ -165,6 +165,9 @@ class SigningService:
         self.last_error: str | None = None
         self._ready_event = trio.Event()
         self._ctx: trio_parallel.WorkerContext | None = None
+        # Our own limiter, not trio-parallel's default (cores, shared with the intake workers): with that one, the
+        # warm-up's concurrent jobs could wait on an intake job and reuse one process, leaving the others unspawned.
+        self._limiter = trio.CapacityLimiter(self.workers)
         # The pin_source_state of the PIN the token last rejected; None: workers may log in. See the module docstring.
         self._rejected_pin: tuple[object, ...] | None = None
         self._retry_lock = trio.Lock()  # one job at a time may try a changed PIN
@@ -198,7 +201,9 @@ class SigningService:
 
         async def job(may_login: bool) -> dict[str, bytes]:
             # Cancellable (it kills the worker): a token that hangs must not hold up the daemon's reloads for ever.
-            ders: dict[str, bytes] = await ctx.run_sync(check_worker, settings, may_login, kill_on_cancel=True)
+            ders: dict[str, bytes] = await ctx.run_sync(
+                check_worker, settings, may_login, kill_on_cancel=True, limiter=self._limiter
+            )
             return ders
 
         try:
@@ -302,7 +307,7 @@ class SigningService:
 
     async def _prepare(self, ctx: trio_parallel.WorkerContext, settings: HsmSettings, force: bool) -> dict[str, bytes]:
         async def job(may_login: bool) -> dict[str, bytes]:
-            ders: dict[str, bytes] = await ctx.run_sync(prepare_worker, settings, may_login)
+            ders: dict[str, bytes] = await ctx.run_sync(prepare_worker, settings, may_login, limiter=self._limiter)
             return ders
 
         try:
@@ -349,7 +354,9 @@ class SigningService:
         signs = any(item[0] == "sign" for item in items)
 
         async def job(may_login: bool) -> list[ItemResult]:
-            results: list[ItemResult] = await ctx.run_sync(run_batch, self._settings, items, may_login)
+            results: list[ItemResult] = await ctx.run_sync(
+                run_batch, self._settings, items, may_login, limiter=self._limiter
+            )
             return results
 
         try:
