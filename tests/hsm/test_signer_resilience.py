@@ -28,18 +28,23 @@ from tests.hsm.test_daemon_signing import signer_processes
 
 START_TIMEOUT = 60  # spawning workers and logging in: only bounds a hang
 RETRY_S = 0.2
-IN_OPEN = 0x20  # <sys/inotify.h>
+IN_OPEN, IN_CLOSE = 0x20, 0x08 | 0x10  # <sys/inotify.h>: IN_CLOSE is IN_CLOSE_WRITE | IN_CLOSE_NOWRITE
 
 
 class FileOpens:
-    """Counts the opens of one file by any process (Linux inotify IN_OPEN): each login reads the PIN file once, so
-    this counts login attempts from outside switchd's code. Stat calls do not count; the test's own writes do."""
+    """Counts the opens of one file by any process (Linux inotify): each login reads the PIN file once, so this
+    counts login attempts from outside switchd's code. Stat calls do not count; the test's own writes do.
+
+    The kernel merges an unread event into the previous one when they are identical, so closes are watched too:
+    sequential opens then queue as open, close, open, close and none merges (only two opens overlapping in time
+    could, and that undercount would need concurrent logins, which these tests check do not happen anyway)."""
 
     def __init__(self, path: Path) -> None:
         self._libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
         self._fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
         assert self._fd >= 0, os.strerror(ctypes.get_errno())
-        assert self._libc.inotify_add_watch(self._fd, os.fsencode(path), IN_OPEN) >= 0, os.strerror(ctypes.get_errno())
+        watch = self._libc.inotify_add_watch(self._fd, os.fsencode(path), IN_OPEN | IN_CLOSE)
+        assert watch >= 0, os.strerror(ctypes.get_errno())
         self.opens = 0
 
     def count(self) -> int:
