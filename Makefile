@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DATA := var
 CONFIG ?= conf/switchd.toml
 # Debian packages the project runs and tests against (SoftHSM token, xmlsec1 checks, a real sshd/sftp).
-APT_PACKAGES := softhsm2 xmlsec1 openssh-server openssh-client sqlite3 libxml2 libxslt1.1
+APT_PACKAGES := softhsm2 xmlsec1 openssh-server openssh-client sqlite3 libxml2 libxslt1.1 curl
 
 .PHONY: setup run test lint bench clean-data schemas
 
