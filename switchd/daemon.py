@@ -109,6 +109,7 @@ class Daemon:
                 routes=lambda: self.config.routes,
                 on_report=correlator.on_report,
                 returns=correlator,
+                switch_bic=cfg.switch_bic,
             )
             built = build_connectors(cfg, lambda c: self._sink(pipeline, c), catalogue, schemas)
             preparer = EnvelopePreparer(cfg, journal, originals, signer=_signer(signing), clock=self.clock)

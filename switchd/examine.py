@@ -35,6 +35,7 @@ class Job:
     message_id: str  # the id the message will be journaled under (names the report)
     now: datetime  # the report's creation time
     signer_certs: tuple[bytes, ...] = ()
+    switch_bic: str | None = None  # GrpHdr/InstgAgt of a rejection report (the switch writes it)
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,9 @@ class Examiner:
         defn, rej = exam.defn, exam.rejection
         report = None
         if rej is not None and defn is not None:
-            report = self.rejection_report(defn, exam.refs, exam.msg_id, rej.findings, job.message_id, job.now)
+            report = self.rejection_report(
+                defn, exam.refs, exam.msg_id, rej.findings, job.message_id, job.now, switch_bic=job.switch_bic
+            )
         return Verdict(
             message_type=defn.id if defn else None,
             family=defn.family if defn else None,
@@ -105,8 +108,11 @@ class Examiner:
         findings: tuple[Finding, ...],
         message_id: str,
         now: datetime,
+        *,
+        switch_bic: str | None = None,
     ) -> ReportRecord | None:
-        """The RJCT pacs.002/pain.002 for a refused message of type `defn` (None if it has no report type)."""
+        """The RJCT pacs.002/pain.002 for a refused message of type `defn` (None if it has no report type), from
+        `switch_bic` (GrpHdr/InstgAgt, pain.002 InitgPty) to the InstgAgt the message named, if it named one."""
         report_def = self.catalogue.report_for(defn)
         if report_def is None:
             return None
@@ -120,6 +126,8 @@ class Examiner:
             report_msg_id=rid,
             created_at=now,
             group_status="RJCT",
+            instructing_bic=switch_bic,
+            instructed_bic=refs.instg_agt_bic if refs is not None else None,
         )
         created = now.isoformat(timespec="microseconds").replace("+00:00", "Z")
         return ReportRecord(

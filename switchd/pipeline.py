@@ -101,6 +101,7 @@ class Pipeline:
         on_routed: Callable[[Sequence[OutboxEntry]], None] | None = None,
         on_report: ReportHook | None = None,
         returns: ReturnHandler | None = None,
+        switch_bic: str | None = None,
     ) -> None:
         self.examiner = examiner  # for what the main process decides itself (DU01 reports)
         self.verdicts = verdicts
@@ -112,11 +113,14 @@ class Pipeline:
         self.on_routed = on_routed  # wakes the delivery side for these new outbox rows
         self.on_report = on_report  # correlates a bank's accepted status report
         self.returns = returns  # matches a bank's return (pacs.004) to what was sent to it
+        self.switch_bic = switch_bic  # the InstgAgt of the rejection reports it writes
 
     async def accept(self, inbound: Inbound) -> Outcome:
         started = time.perf_counter()
         mid = new_message_id(inbound.received_at)
-        job = Job(inbound.raw, inbound.participant.bics, mid, self.clock(), inbound.participant.signing_certs)
+        job = Job(
+            inbound.raw, inbound.participant.bics, mid, self.clock(), inbound.participant.signing_certs, self.switch_bic
+        )
         verdict = await self.verdicts.verdict(job)
         outcome = await self._record(mid, inbound, verdict)
         log.info(
@@ -230,7 +234,9 @@ class Pipeline:
         defn = self.examiner.catalogue.get(verdict.message_type or "")
         report = None
         if defn is not None:
-            report = self.examiner.rejection_report(defn, verdict.refs, verdict.msg_id, findings, mid, self.clock())
+            report = self.examiner.rejection_report(
+                defn, verdict.refs, verdict.msg_id, findings, mid, self.clock(), switch_bic=self.switch_bic
+            )
         return Verdict(
             message_type=verdict.message_type,
             family=verdict.family,

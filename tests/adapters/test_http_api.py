@@ -122,6 +122,11 @@ async def test_business_rule_violation_is_422_with_its_reason_code(daemon: Runni
     status, report_codes = _report_codes(rep.text)
     assert status == "RJCT"
     assert set(codes) <= set(report_codes)
+    # Written by the switch to the bank that sent it: GrpHdr InstgAgt / InstdAgt say so.
+    grp = etree.fromstring(rep.text.encode())[0][0]
+    ns = {"p": etree.QName(grp).namespace}
+    assert grp.findtext("p:InstgAgt/p:FinInstnId/p:BICFI", namespaces=ns) == "SWTCUS33XXX"
+    assert grp.findtext("p:InstdAgt/p:FinInstnId/p:BICFI", namespaces=ns) == "AAAAUS33XXX"
 
 
 async def test_rejected_msgid_can_be_corrected_and_resent(daemon: RunningDaemon) -> None:
