@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from switchd.journal.chain import GENESIS, canonical_json, event_hash
@@ -80,8 +80,6 @@ def _walk_chain(reader: Reader, problems: list[Problem], pinned: _PinnedReports)
             problems.append(Problem(seq, message_id, f"{kind!r} event content does not match its hash: edited"))
             pinned.edited.add(message_id)
             pinned.edited_seqs.add(seq)
-        if kind == "attempt":
-            _check_attempt_row_exists(reader, seq, detail, problems)
         if kind == "reported" and isinstance(detail, dict):
             pin = detail.get(JOURNAL_KEY)
             if isinstance(pin, dict) and isinstance(pin.get("cursor"), int):
@@ -267,25 +265,24 @@ _SETTLED: dict[str, tuple[str, str | None]] = {
     "attempt_unknown": ("unknown", None),
 }
 _ATTEMPT_EVENTS = ("attempt", *_SETTLED)
-# In (outbox_id, attempt) order, so one message's attempts come together and its events are read once. Rows are
-# fetched one at a time: a single payload is in memory, however large the journal.
+# Both sides of the comparison sorted by (outbox id, attempt) and merged: two streams, no query per row and no map
+# of the whole journal in memory (SQLite's sorter spills to disk). Attempts rows are fetched one at a time: a single
+# payload is in memory, however large the journal. Text sorts alike in both (BINARY collation, UTF-8 byte order =
+# Python's code point order). An event whose detail is not JSON (named by the chain walk) cannot name a row.
 _ATTEMPTS = """
 SELECT a.outbox_id, a.attempt, a.started_at, a.sha256, a.key_label, a.possible_duplicate, a.outcome, a.finished_at,
   a.detail, o.id IS NOT NULL, a.payload
 FROM attempts a LEFT JOIN outbox o ON o.id = a.outbox_id ORDER BY a.outbox_id, a.attempt
 """
+_EVENTS_BY_ATTEMPT = f"""
+SELECT outbox_id, attempt, seq, at, kind, d FROM (
+  SELECT json_extract(d, '$.outbox_id') AS outbox_id, json_extract(d, '$.attempt') AS attempt, seq, at, kind, d FROM (
+    SELECT seq, at, kind, CASE WHEN json_valid(detail) THEN detail END AS d FROM events
+    WHERE kind IN ({", ".join(f"'{k}'" for k in _ATTEMPT_EVENTS)})))
+WHERE typeof(outbox_id) = 'text' AND typeof(attempt) = 'integer' ORDER BY outbox_id, attempt, seq
+"""
 # (seq, at, kind, detail) of an event about an attempt.
 _AttemptEvent = tuple[int, str, str, dict[str, Any]]
-
-
-def _attempt_key(detail: Any) -> tuple[str, int] | None:
-    """The (outbox id, attempt number) an outbox event names, None if it names none."""
-    if not isinstance(detail, dict):
-        return None
-    oid, attempt = detail.get("outbox_id"), detail.get("attempt")
-    if not isinstance(oid, str) or not isinstance(attempt, int) or isinstance(attempt, bool):
-        return None
-    return oid, attempt
 
 
 def _attempt_row(oid: str, attempt: int) -> tuple[str, str]:
@@ -296,62 +293,58 @@ def _attempt_row(oid: str, attempt: int) -> tuple[str, str]:
     return message_id, f"attempt {attempt} of part {part}"
 
 
-def _check_attempt_row_exists(reader: Reader, seq: int, detail: Any, problems: list[Problem]) -> None:
-    """An `attempt` event pins bytes handed to a bank: their row must still be there."""
-    key = _attempt_key(detail)
-    if key is None:
-        return  # not the outbox's (callers may chain events of any kind): it names no row
-    if reader.conn.execute("SELECT 1 FROM attempts WHERE outbox_id = ? AND attempt = ?", key).fetchone() is None:
-        message_id, name = _attempt_row(*key)
-        problems.append(
-            Problem(
-                None,
-                message_id,
-                f"{name}: its attempts row (the bytes sent) is missing while its 'attempt' event {seq} remains:"
-                " deleted or renumbered",
-            )
-        )
-
-
-class _AttemptEvents:
-    """The events about attempts of one message, by (outbox id, attempt): read once per message, only the current
-    message's kept."""
-
-    def __init__(self, reader: Reader) -> None:
-        self._reader = reader
-        self._message_id: str | None = None
-        self.started: dict[tuple[str, int], list[_AttemptEvent]] = {}
-        self.settled: dict[tuple[str, int], list[_AttemptEvent]] = {}
-
-    def load(self, message_id: str) -> None:
-        if message_id == self._message_id:
-            return
-        self._message_id, self.started, self.settled = message_id, {}, {}
-        marks = ", ".join("?" for _ in _ATTEMPT_EVENTS)
-        rows = self._reader.conn.execute(
-            f"SELECT seq, at, kind, detail FROM events WHERE message_id = ? AND kind IN ({marks}) ORDER BY seq",
-            (message_id, *_ATTEMPT_EVENTS),
-        )
-        for seq, at, kind, text in rows:
-            detail = _parse(text)
-            key = _attempt_key(detail)
-            if key is None or (kind == "delivery_failed" and detail.get("sent") is False):
-                continue
-            (self.started if kind == "attempt" else self.settled).setdefault(key, []).append((seq, at, kind, detail))
+def _event_groups(reader: Reader) -> Iterator[tuple[tuple[str, int], list[_AttemptEvent]]]:
+    """The events about attempts, grouped by the (outbox id, attempt) they name, in that order."""
+    key: tuple[str, int] | None = None
+    group: list[_AttemptEvent] = []
+    for oid, attempt, seq, at, kind, text in reader.conn.execute(_EVENTS_BY_ATTEMPT):
+        detail = _parse(text)
+        if not isinstance(detail, dict) or (kind == "delivery_failed" and detail.get("sent") is False):
+            continue  # a part whose bytes could not be built: that event settles no attempt
+        if (oid, attempt) != key:
+            if key is not None:
+                yield key, group
+            key, group = (oid, attempt), []
+        group.append((seq, at, kind, detail))
+    if key is not None:
+        yield key, group
 
 
 def _check_attempts(reader: Reader, problems: list[Problem], pinned: _PinnedReports) -> None:
-    """Every attempts row against the `attempt` event that pinned its bytes and the event that settled it."""
-    events = _AttemptEvents(reader)
+    """Every attempts row against the `attempt` event that pinned its bytes and the event that settled it, and
+    every such event against its row."""
+    groups = _event_groups(reader)
+    pending = next(groups, None)
     for row in reader.conn.execute(_ATTEMPTS):
-        oid, attempt, has_outbox, payload = row[0], row[1], row[9], row[10]
-        message_id, name = _attempt_row(oid, attempt)
-        events.load(message_id)
-        key = (oid, attempt)
-        findings = [] if has_outbox else ["its outbox row is missing: deleted or renumbered"]
-        findings += _attempt_findings(row[2:9], payload, events.started.get(key, []), pinned)
-        findings += _settled_findings(row[6:9], events.settled.get(key, []), pinned)
+        key: tuple[str, int] = (row[0], row[1])
+        while pending is not None and pending[0] < key:
+            _missing_row(*pending, problems)
+            pending = next(groups, None)
+        events: list[_AttemptEvent] = []
+        if pending is not None and pending[0] == key:
+            events, pending = pending[1], next(groups, None)
+        message_id, name = _attempt_row(*key)
+        findings = [] if row[9] else ["its outbox row is missing: deleted or renumbered"]
+        findings += _attempt_findings(row[2:9], row[10], [e for e in events if e[2] == "attempt"], pinned)
+        findings += _settled_findings(row[6:9], [e for e in events if e[2] != "attempt"], pinned)
         problems.extend(Problem(None, message_id, f"{name}: {what}") for what in findings)
+    while pending is not None:
+        _missing_row(*pending, problems)
+        pending = next(groups, None)
+
+
+def _missing_row(key: tuple[str, int], events: list[_AttemptEvent], problems: list[Problem]) -> None:
+    """Events name an attempt that has no row: the bytes they say were handed to a bank are gone."""
+    message_id, name = _attempt_row(*key)
+    seq, _, kind, _ = next((e for e in events if e[2] == "attempt"), events[0])
+    problems.append(
+        Problem(
+            None,
+            message_id,
+            f"{name}: its attempts row (the bytes sent) is missing while its {kind!r} event {seq} remains:"
+            " deleted or renumbered",
+        )
+    )
 
 
 def _attempt_findings(
