@@ -77,8 +77,10 @@ class BatchQueue(Generic[J, R]):
             self._slots.release()
         self.batches += 1
         self.jobs += len(batch)
-        # A worker crash fails its batch: each caller gets the error, the daemon lives.
-        outcomes = result.value if isinstance(result, outcome.Value) else [result] * len(batch)
+        # A worker crash fails its batch: each caller gets the error, the daemon lives. One Outcome each: an
+        # Outcome can be unwrapped once only, so a shared one failed every caller after the first differently.
+        failed = result if isinstance(result, outcome.Error) else None
+        outcomes = [outcome.Error(failed.error) for _ in batch] if failed is not None else result.unwrap()
         for pending, one in zip(batch, outcomes, strict=True):
             pending.result = one
             pending.done.set()
