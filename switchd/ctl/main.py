@@ -378,7 +378,7 @@ def cmd_journal_verify(args: argparse.Namespace) -> int:
     if args.json:
         as_json(_plain(result))
     elif result.ok:
-        print(f"journal ok: {result.checked} events checked, hash chain and message digests intact")
+        print(f"journal ok: {result.checked} events checked, hash chain, message digests and delivered bytes intact")
     else:
         print(f"journal TAMPERED: {len(result.problems)} problem(s) in {result.checked} events checked")
         for p in result.problems:

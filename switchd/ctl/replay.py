@@ -125,6 +125,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if not args.reason.strip():
         print("switchctl replay: --reason must say why", file=sys.stderr)
         return 2
+    from switchd.journal.reads import time_bound
+
+    for name in ("since", "until"):
+        text = getattr(args, name)
+        try:
+            if text is not None:
+                time_bound(text)  # the journal's search reads the bound itself; refuse a non-time here, in one line
+        except ValueError as exc:
+            print(f"switchctl replay: --{name}: {exc}", file=sys.stderr)
+            return 2
     cfg = _config(args)
     journal = _journal(cfg)
     catalogue, schemas = load_schemas(cfg.schema_dir)

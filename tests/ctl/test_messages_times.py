@@ -90,3 +90,10 @@ def test_help_says_a_time_without_offset_is_utc(capsys: pytest.CaptureFixture[st
     help_text = " ".join(capsys.readouterr().out.split())
     assert "--since T received at or after T (ISO 8601:" in help_text
     assert "no Z or offset: UTC" in help_text
+
+
+def test_replay_refuses_a_text_that_is_no_time_in_one_line(config: Path) -> None:
+    done = switchctl(config, "replay", "--since", "yesterday", "--reason", "test")
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[0].startswith("switchctl replay: --since: 'yesterday' is not a time")
+    assert "Traceback" not in done.stderr
