@@ -85,7 +85,9 @@ BUILTIN_TYPES: dict[type, str] = {
 PERIOD_ELEMENTS = {"Yr": "xs:gYear"}
 
 # ISO choices whose members carry minOccurs="0" (the choice may be empty); xsdata output cannot show it.
-OPTIONAL_CHOICE_MEMBERS = frozenset({"MandateRelatedData2Choice", "MandateRelatedData3Choice"})
+OPTIONAL_CHOICE_MEMBERS = frozenset(
+    {"MandateRelatedData1Choice", "MandateRelatedData2Choice", "MandateRelatedData3Choice"}
+)
 
 Facets = tuple[tuple[str, str], ...]  # ((xsd facet name, value), ...) in FACET_KEYS order
 
