@@ -18,17 +18,14 @@ keep signing. Once the file changes, one job at a time may try the new PIN; `rel
 (an operator's reload) allow one attempt too. A start-up or retry warms one worker first, the others only after it
 logged in, so a wrong PIN costs one failed login, not one per worker.
 
-Stopping. Signer processes ignore SIGTERM and SIGINT (`_worker_init`): `systemctl stop` signals the whole process
-group, and only the daemon decides when its signers stop (after the delivery workers are done with them). A signer
-that died anyway does not turn shutdown into a crash: `run` logs it and returns.
+Stopping. Signer processes ignore SIGTERM and SIGINT (switchd.batches.worker_pool): `systemctl stop` signals the
+whole process group, and only the daemon decides when its signers stop (after the delivery workers are done with
+them). A signer that died anyway does not turn shutdown into a crash: the pool logs it.
 """
 
 from __future__ import annotations
 
-import logging
-import math
 import os
-import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,12 +43,11 @@ from hsm.settings import HsmSettings
 from hsm.signer import SignedMessage, Signer
 from hsm.token import pin_source_state
 from hsm.xmldsig import Verified, verify_envelope
-from switchd.batches import BatchQueue
+from switchd.batches import BatchQueue, worker_pool
 
 _DER = Encoding.DER
 ANSWER_TIMEOUT_S = 30.0  # the longest a caller waits for its batch to be signed
 T = TypeVar("T")
-log = logging.getLogger("switchd.hsm")
 
 # --- worker process side ------------------------------------------------------------------------------------
 
@@ -62,12 +58,6 @@ _WORKER_SIGNER: dict[tuple[Any, ...], Signer] = {}
 
 def _connection(settings: HsmSettings) -> tuple[Any, ...]:
     return (settings.module, settings.token, settings.pin_file, settings.pin_env, settings.softhsm2_conf)
-
-
-def _worker_init() -> None:
-    """Runs in each signer process before its first job: stop signals are the daemon's to act on, not ours."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _signer(settings: HsmSettings, may_login: bool = True) -> Signer:
@@ -165,9 +155,7 @@ class SigningService:
         self.last_error: str | None = None
         self._ready_event = trio.Event()
         self._ctx: trio_parallel.WorkerContext | None = None
-        # Our own limiter, not trio-parallel's default (cores, shared with the intake workers): with that one, the
-        # warm-up's concurrent jobs could wait on an intake job and reuse one process, leaving the others unspawned.
-        self._limiter = trio.CapacityLimiter(self.workers)
+        self._limiter = trio.CapacityLimiter(self.workers)  # the pool's own: see switchd.batches.worker_pool
         # The pin_source_state of the PIN the token last rejected; None: workers may log in. See the module docstring.
         self._rejected_pin: tuple[object, ...] | None = None
         self._retry_lock = trio.Lock()  # one job at a time may try a changed PIN
@@ -239,9 +227,7 @@ class SigningService:
         """
         failed: HsmUnavailable | None = None
         try:
-            async with trio_parallel.open_worker_context(
-                idle_timeout=math.inf, grace_period=10.0, init=_worker_init
-            ) as ctx:
+            async with worker_pool(None, "signer") as ctx:
                 self._ctx = ctx
                 try:
                     await self._warm(ctx)
@@ -254,13 +240,6 @@ class SigningService:
                             nursery.start_soon(self._keep_warming, ctx, retry_s)
                         task_status.started()
                         await self.queue.serve(partial(self._run_batch, ctx))
-        except trio_parallel.BrokenWorkerError as exc:
-            # Raised by the worker context's exit for a worker that had died (killed, crashed): the daemon is
-            # stopping its signers anyway, so this must not become the daemon's own failure. What was ending the
-            # context (a cancellation, as a rule) goes on as if the exit had been clean.
-            log.warning("signer processes ended uncleanly at shutdown: %s", exc.args[0] if exc.args else exc)
-            if exc.__context__ is not None:
-                raise exc.__context__ from None
         finally:
             self._ctx = None
         # Raised here, after the worker context closed, so `nursery.start` sees HsmUnavailable itself rather than

@@ -1,24 +1,61 @@
-"""Adaptive batches for worker processes: callers queue jobs, a dispatcher hands them over a batch at a time.
+"""Worker process pools fed in adaptive batches: callers queue jobs, a dispatcher hands them over a batch at a time.
 
 The dispatcher takes one of `slots` (one per worker process), then everything queued at that moment (up to
 `batch_max`): under load a batch grows to what arrived during the previous one and the per-job round trip to the
-process (~0.4 ms) is shared, while at low load a lone job goes out at once. Used by the intake examiners
-(switchd/workers.py) and the HSM signers (hsm/service.py).
+process (~0.4 ms) is shared, while at low load a lone job goes out at once. `worker_pool` opens the processes
+themselves. Used by the intake examiners (switchd/workers.py) and the HSM signers (hsm/service.py).
 """
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, NoReturn, TypeVar
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any, Generic, NoReturn, TypeVar
 
 import outcome
 import trio
+import trio_parallel
 
 J = TypeVar("J")
 R = TypeVar("R")
 # Runs one batch: one outcome per job, in order. Raising fails every job of the batch with that error.
 RunBatch = Callable[[list[J]], Awaitable[list[outcome.Outcome[R]]]]
+log = logging.getLogger("switchd.workers")
+
+
+@asynccontextmanager
+async def worker_pool(init: Callable[[], Any] | None, what: str) -> AsyncIterator[trio_parallel.WorkerContext]:
+    """A pool of spawned worker processes that only the daemon stops, for `run_sync(..., limiter=<the pool's own>)`.
+
+    - Each process runs `init` (if any) before its first job, after ignoring SIGTERM and SIGINT: `systemctl stop`
+      (without KillMode=mixed), `timeout` and Ctrl-C signal the whole process group, and a worker that died of it
+      would fail the work the daemon is still draining. The pool's close ends them (SIGKILL after the grace period
+      for a straggler).
+    - A worker that died anyway (killed from outside, OOM) makes trio-parallel's close raise BrokenWorkerError;
+      the work is over by then, so it is logged, and whatever was ending the pool (a cancellation, as a rule) goes
+      on as if the close had been clean.
+    Give each pool its own trio.CapacityLimiter of its process count: trio-parallel's default one (cores) is shared
+    by every pool, so one pool's jobs could wait on another's and its warm-up reuse one process.
+    """
+    try:
+        async with trio_parallel.open_worker_context(
+            idle_timeout=math.inf, grace_period=10.0, init=partial(_ignore_stop_signals_then, init)
+        ) as ctx:
+            yield ctx
+    except trio_parallel.BrokenWorkerError as exc:
+        log.warning("%s processes ended uncleanly at shutdown: %s", what, exc.args[0] if exc.args else exc)
+        if exc.__context__ is not None:
+            raise exc.__context__ from None
+
+
+def _ignore_stop_signals_then(init: Callable[[], Any] | None) -> Any:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return init() if init is not None else None
 
 
 class _Pending(Generic[J, R]):

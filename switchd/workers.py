@@ -7,10 +7,7 @@ receives adaptive batches (switchd/batches.py).
 
 from __future__ import annotations
 
-import logging
-import math
 import os
-import signal
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -20,12 +17,11 @@ import outcome
 import trio
 import trio_parallel
 
-from switchd.batches import BatchQueue
+from switchd.batches import BatchQueue, worker_pool
 from switchd.examine import Examiner, Job, Verdict
 from switchd.schemas import load_schemas
 
 BATCH_MAX = 64
-log = logging.getLogger("switchd.workers")
 
 
 class VerdictSource(Protocol):
@@ -56,17 +52,6 @@ def _prepare(schema_dir: str, max_bytes: int) -> bool:
         catalogue, schemas = load_schemas(Path(schema_dir))
         _WORKER_EXAMINER[key] = Examiner(catalogue, schemas, max_bytes)
     return False
-
-
-def _init_worker(schema_dir: str, max_bytes: int) -> bool:
-    """trio-parallel's worker init: ignore SIGTERM and SIGINT, then build the examiner.
-
-    `systemctl stop` (without KillMode=mixed), `timeout` and Ctrl-C signal the whole process group: a worker that
-    died of it would fail the messages the daemon is still draining. Only the daemon decides when its workers stop
-    (it closes the pool after the drain; a worker that does not go is killed)."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    return _prepare(schema_dir, max_bytes)
 
 
 def examine_batch(schema_dir: str, max_bytes: int, jobs: Sequence[Job]) -> list[Verdict | ExamineFailed]:
@@ -100,31 +85,25 @@ class ProcessExaminer:
         self.max_bytes = max_bytes
         self.workers = workers
         self.queue = BatchQueue[Job, Verdict](workers, batch_max)
+        self._limiter = trio.CapacityLimiter(workers)  # the pool's own: see batches.worker_pool
 
     async def verdict(self, job: Job) -> Verdict:
         (result,) = await self.queue.submit([job])
         return result.unwrap()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        try:
-            async with trio_parallel.open_worker_context(
-                idle_timeout=math.inf,
-                init=partial(_init_worker, self.schema_dir, self.max_bytes),
-                grace_period=10.0,
-            ) as ctx:
-                # Warm every worker (spawn + import + schema compile) before the daemon says it is ready.
-                async with trio.open_nursery() as warm:
-                    for _ in range(self.workers):
-                        warm.start_soon(ctx.run_sync, _prepare, self.schema_dir, self.max_bytes)
-                task_status.started()
-                await self.queue.serve(partial(self._run_batch, ctx))
-        except trio_parallel.BrokenWorkerError as exc:
-            # Raised by the pool's close when a worker had already died (killed from outside, OOM): the work is
-            # over by then, so it is worth a warning, not a failed shutdown.
-            log.warning("an intake worker process had died before shutdown: %s", exc)
+        async with worker_pool(partial(_prepare, self.schema_dir, self.max_bytes), "intake worker") as ctx:
+            # Warm every worker (spawn + import + schema compile) before the daemon says it is ready.
+            async with trio.open_nursery() as warm:
+                for _ in range(self.workers):
+                    warm.start_soon(
+                        partial(ctx.run_sync, _prepare, self.schema_dir, self.max_bytes, limiter=self._limiter)
+                    )
+            task_status.started()
+            await self.queue.serve(partial(self._run_batch, ctx))
 
     async def _run_batch(self, ctx: trio_parallel.WorkerContext, jobs: list[Job]) -> list[outcome.Outcome[Verdict]]:
-        verdicts = await ctx.run_sync(examine_batch, self.schema_dir, self.max_bytes, jobs)
+        verdicts = await ctx.run_sync(examine_batch, self.schema_dir, self.max_bytes, jobs, limiter=self._limiter)
         return [outcome.Error(v) if isinstance(v, ExamineFailed) else outcome.Value(v) for v in verdicts]
 
 
