@@ -81,28 +81,45 @@ def write_config(
     return path
 
 
-def sim_bank(receipts: Path, **connector: float | int) -> str:
-    """TOML (for write_config's `extra`) of the simulated bank as the default route: participant `sim-bank`
-    (BBBBDEFFXXX, answers only), connector `sim` recording to `receipts`; `connector` adds its settings
-    (backoff_initial_s=0.05, concurrency=16, ...)."""
+def sim_bank(
+    receipts: Path,
+    *,
+    name: str = "sim",
+    participant: str = "sim-bank",
+    bic: str = "BBBBDEFFXXX",
+    token_sha256: str | None = None,
+    options: str = "",
+    route: str | None = "default",
+    match: str = "",
+    **connector: float | int,
+) -> str:
+    """TOML (for write_config's `extra`) of a simulated bank: participant `participant` (`bic`; answers only unless
+    `token_sha256` is given), connector `name` recording to `receipts`, and route `route` to it.
+
+    `connector` adds connector settings (backoff_initial_s=0.05, concurrency=16, ...), `options` TOML lines to its
+    options (rules, failures, status, ...), `match` TOML lines of route conditions (creditor_agent = "BBBB*", ...;
+    none: the route takes everything). `route=None` writes no route (the caller writes its own, in its order).
+    Several banks: concatenate the calls; their routes keep the order of the calls."""
+
+    def lines(text: str) -> str:
+        return text + "\n" if text and not text.endswith("\n") else text
+
+    token = f'token_sha256 = "{token_sha256}"\n' if token_sha256 else ""
     settings = "".join(f"{key} = {value}\n" for key, value in connector.items())
+    to_it = f'\n[[routes]]\nname = "{route}"\n{lines(match)}connector = "{name}"\n' if route else ""
     return f"""
 [[participants]]
-name = "sim-bank"
-bics = ["BBBBDEFFXXX"]
-
+name = "{participant}"
+bics = ["{bic}"]
+{token}
 [[connectors]]
-name = "sim"
+name = "{name}"
 kind = "simulated"
-participant = "sim-bank"
+participant = "{participant}"
 {settings}
 [connectors.options]
 receipts = "{receipts}"
-
-[[routes]]
-name = "default"
-connector = "sim"
-"""
+{lines(options)}{to_it}"""
 
 
 @pytest.fixture

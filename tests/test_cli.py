@@ -16,11 +16,6 @@ from switchd.cli import main
 from tests.conftest import REPO, SWITCHD, sim_bank, write_config
 
 
-def _simulated_bank_with(tmp_path: Path, options: str) -> str:
-    """write_config's `extra`: the simulated bank connector with `options` (TOML lines) added to its options."""
-    return sim_bank(tmp_path / "receipts.jsonl").replace("[connectors.options]\n", f"[connectors.options]\n{options}\n")
-
-
 def _check(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     status = main(["check-config", str(path)])
     out, err = capsys.readouterr()
@@ -64,7 +59,7 @@ url = "https://127.0.0.1:1/iso"
 def test_check_config_refuses_connector_options_start_up_would_refuse(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], options: str, key: str, reason: str
 ) -> None:
-    path = write_config(tmp_path, extra=_simulated_bank_with(tmp_path, options))
+    path = write_config(tmp_path, extra=sim_bank(tmp_path / "receipts.jsonl", options=options))
     status, out, err = _check(path, capsys)
     assert status == 2 and out == ""
     assert err.startswith("switchd: config error: ") and err.count("\n") == 1
@@ -101,7 +96,7 @@ def test_check_config_refuses_a_schema_folder_without_schemas(
 
 
 def test_run_stops_on_a_bad_connector_option_with_one_line_and_status_2(tmp_path: Path) -> None:
-    path = write_config(tmp_path, extra=_simulated_bank_with(tmp_path, 'delay_ms = "x"'))
+    path = write_config(tmp_path, extra=sim_bank(tmp_path / "receipts.jsonl", options='delay_ms = "x"'))
     r = subprocess.run([str(SWITCHD), "run", "--config", str(path)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr

@@ -17,45 +17,16 @@ from switchd.config import load_config
 from switchd.daemon import Daemon
 from switchd.iso.outbound import outbound_envelope
 from tests.builders import Tx, pacs008
-from tests.conftest import RunningDaemon, switchctl, write_config
+from tests.conftest import RunningDaemon, sim_bank, switchctl, write_config
 from tests.iso.messages import Orig, camt029, camt056, pacs004
 
-SIM = """
-[[participants]]
-name = "sim-bank"
-bics = ["BBBBDEFFXXX"]
-token_sha256 = "4d3fb22cdf4f76ea5b22c16be5f02292e90c30a649716f7075c621458d45070a"  # sim-bank-token: it may post too
-
-[[participants]]
-name = "sim-bank-2"
-bics = ["CCCCGB2LXXX"]
-
-[[connectors]]
-name = "sim"
-kind = "simulated"
-participant = "sim-bank"
-max_attempts = {max_attempts}
-backoff_initial_s = 0.05
-backoff_max_s = 0.2
-breaker_failures = {breaker}
-breaker_cooldown_s = 0.3
-
-[connectors.options]
-receipts = "{receipts}"
-rules = [
-  {{ end_to_end_id = "REJECT*", reject = "AC04" }},
-  {{ end_to_end_id = "SILENT*", silent = true }},
-]
-failures = [{failures}]
-
-[[connectors]]
-name = "sim2"
-kind = "simulated"
-participant = "sim-bank-2"
-
-[connectors.options]
-receipts = "{receipts2}"
-
+# The simulated bank may post too (its returns): the SHA-256 of its token "sim-bank-token".
+SIM_BANK_TOKEN = "4d3fb22cdf4f76ea5b22c16be5f02292e90c30a649716f7075c621458d45070a"
+SIM_RULES = """rules = [
+  { end_to_end_id = "REJECT*", reject = "AC04" },
+  { end_to_end_id = "SILENT*", silent = true },
+]"""
+ROUTES = """
 [[routes]]
 name = "refused"
 creditor_agent = "XXXX*"
@@ -80,14 +51,19 @@ NS = {"p": "urn:iso:std:iso:20022:tech:xsd:pacs.002.001.10"}
 
 
 def sim_config(tmp: Path, *, failures: str = "", max_attempts: int = 5, breaker: int = 50) -> Path:
-    extra = SIM.format(
-        receipts=tmp / "receipts.jsonl",
-        receipts2=tmp / "receipts2.jsonl",
-        failures=failures,
+    sim = sim_bank(
+        tmp / "receipts.jsonl",
+        token_sha256=SIM_BANK_TOKEN,
+        options=f"{SIM_RULES}\nfailures = [{failures}]",
+        route=None,
         max_attempts=max_attempts,
-        breaker=breaker,
+        backoff_initial_s=0.05,
+        backoff_max_s=0.2,
+        breaker_failures=breaker,
+        breaker_cooldown_s=0.3,
     )
-    return write_config(tmp, extra=extra)
+    sim2 = sim_bank(tmp / "receipts2.jsonl", name="sim2", participant="sim-bank-2", bic="CCCCGB2LXXX", route=None)
+    return write_config(tmp, extra=sim + sim2 + ROUTES)
 
 
 async def start(path: Path, nursery: trio.Nursery) -> RunningDaemon:

@@ -20,53 +20,32 @@ from switchd.errors import Finding
 from switchd.iso.refs import extract_refs
 from switchd.iso.reports import build_status_report
 from tests.builders import PmtInf, Tx, def_of, message_def, pacs008, pain001, project_schema, split, stable_uetr
-from tests.conftest import RunningDaemon, write_config
+from tests.conftest import RunningDaemon, sim_bank, write_config
 
-# Bank A (routes: creditor agent BBBB*) rejects EndToEndIds REJECT* with AC04 and accepts the rest (ACSC); bank B
-# (everything else) accepts with ACSP. Each answers through the switch's own intake, as a real bank would.
-BANKS = """
-[[participants]]
-name = "sim-a"
-bics = ["CCCCGB2LXXX"]
-
-[[participants]]
-name = "sim-b"
-bics = ["DDDDFRPPXXX"]
-
-[[connectors]]
-name = "sim-a"
-kind = "simulated"
-participant = "sim-a"
-
-[connectors.options]
-receipts = "{receipts_a}"
-rules = [{{ end_to_end_id = "REJECT*", reject = "AC04" }}]
-
-[[connectors]]
-name = "sim-b"
-kind = "simulated"
-participant = "sim-b"
-
-[connectors.options]
-receipts = "{receipts_b}"
-status = "ACSP"
-
-[[routes]]
-name = "to-a"
-creditor_agent = "BBBB*"
-connector = "sim-a"
-
-[[routes]]
-name = "default"
-connector = "sim-b"
-"""
 TO_B = {"cdtr_agt_bic": "EEEEFRPPXXX", "creditor_iban": "FR1420041010050500013M02606"}
+
+
+def two_banks(tmp_path: Path) -> str:
+    """Bank A (routes: creditor agent BBBB*) rejects EndToEndIds REJECT* with AC04 and accepts the rest (ACSC); bank
+    B (everything else) accepts with ACSP. Each answers through the switch's own intake, as a real bank would."""
+    bank_a = sim_bank(
+        tmp_path / "a.jsonl",
+        name="sim-a",
+        participant="sim-a",
+        bic="CCCCGB2LXXX",
+        options='rules = [{ end_to_end_id = "REJECT*", reject = "AC04" }]',
+        route="to-a",
+        match='creditor_agent = "BBBB*"',
+    )
+    bank_b = sim_bank(
+        tmp_path / "b.jsonl", name="sim-b", participant="sim-b", bic="DDDDFRPPXXX", options='status = "ACSP"'
+    )
+    return bank_a + bank_b
 
 
 @pytest.fixture
 async def banks(tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[RunningDaemon]:
-    extra = BANKS.format(receipts_a=tmp_path / "a.jsonl", receipts_b=tmp_path / "b.jsonl")
-    path = write_config(tmp_path, extra=extra)
+    path = write_config(tmp_path, extra=two_banks(tmp_path))
     d = Daemon(load_config(path))
     running = await nursery.start(d.run)
     host, port = running.http_addresses[0][:2]

@@ -21,7 +21,7 @@ from switchd.config import load_config
 from switchd.daemon import Daemon
 from switchd.journal import Journal, OutboxEntry, VerifyResult, open_journal
 from tests.builders import Tx, pacs008
-from tests.conftest import switchctl, write_config
+from tests.conftest import sim_bank, switchctl, write_config
 from tests.hsm.conftest import DevToken, dev_token  # noqa: F401  (the session's SoftHSM dev token fixture)
 from tests.hsm.test_daemon_signing import hsm_table
 
@@ -30,28 +30,6 @@ from .factory import RECEIVED_AT, make_record
 XML = {"content-type": "application/xml", "authorization": "Bearer demo-bank-a"}
 WAIT_S = 30
 LATER = "2025-03-01T10:05:00.000000Z"
-
-# The simulated bank as the only route; the first delivery of RETRY-* fails (retryable), the next one goes through.
-SIM_BANK = """
-[[participants]]
-name = "sim-bank"
-bics = ["BBBBDEFFXXX"]
-
-[[connectors]]
-name = "sim"
-kind = "simulated"
-participant = "sim-bank"
-backoff_initial_s = 0.05
-backoff_max_s = 0.2
-
-[connectors.options]
-receipts = "{receipts}"
-failures = [{{ match = "RETRY*", times = 1 }}]
-
-[[routes]]
-name = "default"
-connector = "sim"
-"""
 
 
 def check(path: Path) -> VerifyResult:
@@ -105,7 +83,14 @@ def tamper(path: Path) -> Iterator[sqlite3.Connection]:
 async def delivered_journal(tmp_path: Path, token: DevToken, nursery: trio.Nursery) -> tuple[Path, str, str]:
     """A journal written by the real daemon: SIGNED-1 delivered at the first attempt, RETRY-1 at the second, both
     signed by the HSM. Returns (journal path, SIGNED-1's id, RETRY-1's id) once the daemon has stopped."""
-    extra = SIM_BANK.format(receipts=tmp_path / "receipts.jsonl") + hsm_table(token.settings)
+    # The simulated bank as the only route; the first delivery of RETRY-* fails (retryable), the next one goes through.
+    bank = sim_bank(
+        tmp_path / "receipts.jsonl",
+        options='failures = [{ match = "RETRY*", times = 1 }]',
+        backoff_initial_s=0.05,
+        backoff_max_s=0.2,
+    )
+    extra = bank + hsm_table(token.settings)
     cfg = load_config(write_config(tmp_path, extra=extra))
     daemon = Daemon(cfg)
     with trio.fail_after(WAIT_S):
