@@ -56,12 +56,8 @@ T = TypeVar("T")
 _WORKER_SIGNER: dict[tuple[Any, ...], Signer] = {}
 
 
-def _connection(settings: HsmSettings) -> tuple[Any, ...]:
-    return (settings.module, settings.token, settings.pin_file, settings.pin_env, settings.softhsm2_conf)
-
-
 def _signer(settings: HsmSettings, may_login: bool = True) -> Signer:
-    key = _connection(settings)
+    key = settings.connection
     signer = _WORKER_SIGNER.get(key)
     if signer is None:
         if not may_login:
@@ -73,7 +69,7 @@ def _signer(settings: HsmSettings, may_login: bool = True) -> Signer:
 
 
 def _drop(settings: HsmSettings) -> None:
-    signer = _WORKER_SIGNER.pop(_connection(settings), None)
+    signer = _WORKER_SIGNER.pop(settings.connection, None)
     if signer is not None:
         signer.close()
 

@@ -54,6 +54,12 @@ class HsmSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     workers: int | None = None  # signer processes; None: cores - 1 (at least 1)
     batch_max: int = 32  # messages per job sent to a signer process
 
+    @property
+    def connection(self) -> tuple[str | None, ...]:
+        """What a logged-in session depends on (module, token, PIN source, SoftHSM config); keys may change under
+        one session, these may not (a signer keeps its session per connection; a reload cannot switch them)."""
+        return (self.module, self.token, self.pin_file, self.pin_env, self.softhsm2_conf)
+
     def key(self, label: str) -> KeySettings:
         for k in self.keys:
             if k.label == label:

@@ -24,7 +24,6 @@ from adapters.http.server import serve_http
 from adapters.registry import build_connectors, close_all
 from hsm.errors import HsmError
 from hsm.service import SigningService
-from hsm.settings import HsmSettings
 from switchd.config import Config, ConnectorConfig, load_config
 from switchd.connectors import InboundSink
 from switchd.correlate import Correlator
@@ -261,7 +260,8 @@ class Daemon:
                 if (
                     self.signing is None
                     or new.hsm is None
-                    or _hsm_connection(new.hsm) != _hsm_connection(self.config.hsm)
+                    or self.config.hsm is None
+                    or new.hsm.connection != self.config.hsm.connection
                 ):
                     # Kept as running, so the next reload sees (and warns about) the same difference again and a
                     # later key rotation cannot slip the token or PIN change in with it.
@@ -323,12 +323,6 @@ def _signer(service: SigningService | None) -> Signer | None:
         return signed.data, signed.key_label
 
     return sign
-
-
-def _hsm_connection(settings: HsmSettings | None) -> tuple[object, ...] | None:
-    if settings is None:
-        return None
-    return (settings.module, settings.token, settings.pin_file, settings.pin_env, settings.softhsm2_conf)
 
 
 async def _nursery_task(*, task_status: trio.TaskStatus[trio.Nursery] = trio.TASK_STATUS_IGNORED) -> None:
