@@ -44,7 +44,7 @@ from lxml import etree
 
 from hsm.dn import same_name
 from hsm.errors import SignatureInvalid, SigningError
-from switchd.iso.xml import hardened_parser
+from switchd.iso.xml import HEAD_NS_PREFIX, hardened_parser, local_name, namespace_of
 
 DS_NS = "http://www.w3.org/2000/09/xmldsig#"
 EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
@@ -53,7 +53,6 @@ ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
 SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
 RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
 ECDSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256"
-HEAD_NS_PREFIX = "urn:iso:std:iso:20022:tech:xsd:head.001."
 
 SignatureKind = Literal["rsa", "ec"]
 SIGNATURE_METHODS: dict[SignatureKind, str] = {"rsa": RSA_SHA256, "ec": ECDSA_SHA256}
@@ -79,25 +78,15 @@ def parse(data: bytes) -> etree._Element:
     return root
 
 
-def _local(el: etree._Element) -> str:
-    tag = el.tag
-    return tag.rpartition("}")[2] if isinstance(tag, str) else ""
-
-
-def _ns(el: etree._Element) -> str:
-    tag = el.tag
-    return tag[1 : tag.index("}")] if isinstance(tag, str) and tag.startswith("{") else ""
-
-
 def split(root: etree._Element) -> tuple[etree._Element, etree._Element] | str:
     """(AppHdr, Document) of an envelope `<AnyRoot><AppHdr/><Document/></AnyRoot>`, or why it is not one."""
     children = [c for c in root if isinstance(c.tag, str)]
-    names = [_local(c) for c in children]
+    names = [local_name(c) for c in children]
     if names != ["AppHdr", "Document"]:
-        return f"expected <{_local(root)}> to hold AppHdr then Document, it holds {', '.join(names) or 'nothing'}"
+        return f"expected <{local_name(root)}> to hold AppHdr then Document, it holds {', '.join(names) or 'nothing'}"
     hdr, doc = children
-    if not _ns(hdr).startswith(HEAD_NS_PREFIX):
-        return f"AppHdr namespace {_ns(hdr)!r} is not head.001"
+    if not namespace_of(hdr).startswith(HEAD_NS_PREFIX):
+        return f"AppHdr namespace {namespace_of(hdr)!r} is not head.001"
     return hdr, doc
 
 
@@ -335,7 +324,7 @@ def verify_tree(root: etree._Element, certs: Sequence[x509.Certificate], *, at: 
     if isinstance(parts, str):
         raise SignatureInvalid(parts, "Signature")
     app_hdr, document = parts
-    sgntr = next((c for c in app_hdr if isinstance(c.tag, str) and _local(c) == "Sgntr"), None)
+    sgntr = next((c for c in app_hdr if isinstance(c.tag, str) and local_name(c) == "Sgntr"), None)
     if sgntr is None:
         raise SignatureInvalid("the message is not signed: the AppHdr has no Sgntr", "Signature", "missing")
     inside = [c for c in sgntr if isinstance(c.tag, str)]
@@ -401,7 +390,7 @@ class _Layout:
         prefixes: dict[str, list[str] | None] = {}
         for ref in si[2:]:
             if ref.tag != _DS + "Reference":
-                raise SignatureInvalid(f"unexpected {_local(ref)} in SignedInfo", "Signature")
+                raise SignatureInvalid(f"unexpected {local_name(ref)} in SignedInfo", "Signature")
             name, expected = _classify(ref, key_info)
             if name in digests:
                 raise SignatureInvalid(f"two references to the {name}", "Signature")

@@ -38,7 +38,7 @@ class TxRefs(NamedTuple):
     Agent BICs (`*_agt_bic`) are None when the agent is absent and "" when it is present without a BICFI
     (a clearing member id only, say), so a check of who may act as an agent never mistakes one for the other.
     `*_mmb_id` are the clearing-system member ids of the same agents (FinInstnId/ClrSysMmbId/MmbId), None when
-    absent. `path` is the transaction element's location in the form validate.named_path uses
+    absent. `path` is the transaction element's location in the form validate.PathNamer uses
     (`/Document/FIToFICstmrCdtTrf/CdtTrfTxInf[2]`, index only when the name repeats), so a finding whose path
     starts with it concerns this transaction. In pain.001 the debtor agent comes from the enclosing PmtInf.
     """

@@ -205,13 +205,3 @@ class _OnDemand(Mapping[str, etree.XMLSchema]):
 
     def __len__(self) -> int:
         return len(self._defs)
-
-
-def named_path(top: etree._Element, libxml_path: str | None) -> str | None:
-    """Turn libxml2's '/*/*[2]/*' (default-namespace documents) into '/Document/GrpHdr/CreDtTm'.
-
-    libxml2 counts element siblings; we name each step by its local name, with an index only where the
-    name repeats among siblings, which is how people read ISO paths. For many paths of one element, use one
-    `PathNamer`.
-    """
-    return PathNamer(top).name(libxml_path)

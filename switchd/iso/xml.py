@@ -195,9 +195,8 @@ def element_at(top: etree._Element, path: str) -> etree._Element | None:
         return None
     if len(steps) == 1:
         return top
-    tag = top.tag
-    namespace = tag[1 : tag.index("}")] if isinstance(tag, str) and tag.startswith("{") else None
-    if namespace is None:
+    namespace = namespace_of(top)
+    if not namespace:
         found = top.xpath("/".join(steps[1:]))
     else:
         found = top.xpath("/".join(f"s:{step}" for step in steps[1:]), namespaces={"s": namespace})
@@ -209,7 +208,7 @@ _NAMESPACE_IN_STEP = re.compile(r"\{[^}]*\}")
 
 def element_path(el: etree._Element) -> str:
     """`/Document/.../CdtTrfTxInf[2]/CdtrAcct/Id/IBAN`: local names, an index only where a name repeats among its
-    siblings (the form validate.named_path gives schema errors), from AppHdr or Document, never our envelope root.
+    siblings (the form validate.PathNamer gives schema errors), from AppHdr or Document, never our envelope root.
 
     lxml's getelementpath does the walk and the sibling counting in C: a bulk file's findings cost ~10 us each
     (a Python walk was ~100 us, and quadratic without a cache of sibling steps)."""

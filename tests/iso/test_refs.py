@@ -68,7 +68,7 @@ def test_pacs008_group_and_transactions():
 
 
 def test_single_transaction_path_has_no_index():
-    # The same convention as validate.named_path: an index only where the name repeats.
+    # The same convention as validate.PathNamer: an index only where the name repeats.
     (tx,) = refs_of(PACS008, pacs008()).transactions
     assert tx.path == "/Document/FIToFICstmrCdtTrf/CdtTrfTxInf"
 
