@@ -146,9 +146,9 @@ class Writer:
                 # load, wait up to `commit_delay` for more operations before committing. Each commit costs ~0.5 ms of
                 # CPU here whatever its size (the fsync, ~0.13 ms, and a WAL frame per page touched, ~8 us each), and
                 # on one busy core the callers produce a message every ~0.3 ms, so batches stayed at ~3 and the
-                # commit was half the writer's CPU. Measured (/tmp harness, pipeline on one core, 32 callers): 2 ms
-                # -> batches of ~12, writer CPU per message -40%, throughput +20-40%; 4 ms gained nothing more. A
-                # lone message (last batch of one) never waits.
+                # commit was half the writer's CPU. Measured (a scratch harness kept outside the repository: the
+                # pipeline on one core, 32 callers): 2 ms -> batches of ~12, writer CPU per message -40%, throughput
+                # +20-40%; 4 ms gained nothing more. A lone message (last batch of one) never waits.
                 deadline = time.monotonic() + self._delay if self._delay > 0 and self._last_batch > 1 else 0.0
                 while len(batch) < self._cap:
                     try:
@@ -201,9 +201,7 @@ class Writer:
         the writer's CPU per message; operations only fail on bugs and write errors. Running one again is safe: an
         operation is a function of the transaction and its own arguments (re-pinning an event detail writes the same
         value again)."""
-        cur.execute("BEGIN IMMEDIATE")
-        seq, head = cur.execute("SELECT seq, hash FROM chain_head WHERE id = 1").fetchone()
-        tx = Tx(cur, seq, head)
+        tx, seq = _begin(cur)
         try:
             for op in batch:
                 op.result = op.apply(tx)
@@ -214,15 +212,12 @@ class Writer:
             for done in batch:
                 done.result = None
             return False
-        if tx.seq != seq:
-            cur.execute("UPDATE chain_head SET seq = ?, hash = ? WHERE id = 1", (tx.seq, tx.head))
+        _advance_head(cur, tx, seq)
         return True
 
     def _apply_each(self, cur: sqlite3.Cursor, batch: list[Op[Any]]) -> None:
         """Run the batch with each operation in its own SAVEPOINT: one that raises is rolled back alone."""
-        cur.execute("BEGIN IMMEDIATE")
-        seq, head = cur.execute("SELECT seq, hash FROM chain_head WHERE id = 1").fetchone()
-        tx = Tx(cur, seq, head)
+        tx, seq = _begin(cur)
         for op in batch:
             mark = (tx.seq, tx.head)
             cur.execute("SAVEPOINT op")
@@ -238,8 +233,7 @@ class Writer:
                 op.error = _as_journal_error(e)
             else:
                 cur.execute("RELEASE op")
-        if tx.seq != seq:
-            cur.execute("UPDATE chain_head SET seq = ?, hash = ? WHERE id = 1", (tx.seq, tx.head))
+        _advance_head(cur, tx, seq)
 
     def _fail_batch(self, batch: list[Op[Any]], e: Exception) -> None:
         what = f"{self._path}: the journal transaction failed, nothing of its {len(batch)} operation(s) stored: {e}"
@@ -262,6 +256,19 @@ class Writer:
         self._wakeups += 1
         with contextlib.suppress(trio.RunFinishedError):  # the trio run is over: nobody is left waiting
             self._token.run_sync_soon(_release, batch)
+
+
+def _begin(cur: sqlite3.Cursor) -> tuple[Tx, int]:
+    """Open the batch transaction: a Tx at the chain head, and the head's seq as it was."""
+    cur.execute("BEGIN IMMEDIATE")
+    seq, head = cur.execute("SELECT seq, hash FROM chain_head WHERE id = 1").fetchone()
+    return Tx(cur, seq, head), seq
+
+
+def _advance_head(cur: sqlite3.Cursor, tx: Tx, seq: int) -> None:
+    """Move the chain head to the batch's last event, if it wrote any."""
+    if tx.seq != seq:
+        cur.execute("UPDATE chain_head SET seq = ?, hash = ? WHERE id = 1", (tx.seq, tx.head))
 
 
 def _release(batch: list[Op[Any]]) -> None:
