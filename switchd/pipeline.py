@@ -147,7 +147,8 @@ class Pipeline:
         returned: list[OutboxRow] = []
         if verdict.reject_kind is None and role == "payment":
             returned = self._returned_parts(inbound, verdict)
-            if returned and self.returns is not None and verdict.refs is not None:
+            if returned:
+                assert self.returns is not None and verdict.refs is not None  # _returned_parts needs both
                 problems = await self.returns.return_problems(verdict.refs, returned)
                 if problems:  # refused: nothing is journaled on the payment, nothing forwarded
                     verdict, returned = self._refused(mid, verdict, RejectKind.INVALID, tuple(problems)), []
@@ -160,7 +161,8 @@ class Pipeline:
                 self.on_routed(record.outbox)
             if record.state == "accepted" and role == "report" and self.on_report is not None:
                 await self._correlate(mid, inbound, verdict)
-            if returned and self.returns is not None and verdict.refs is not None and verdict.message_type:
+            if returned:
+                assert self.returns is not None and verdict.refs is not None and verdict.message_type
                 try:
                     await self.returns.on_return(mid, verdict.refs, inbound.raw, verdict.message_type, returned)
                 except Exception as exc:  # journaled already; flagged, so an operator sees it was not passed on
