@@ -245,7 +245,9 @@ def _runtime(cfg: Config) -> dict[str, Any]:
     return doc if isinstance(doc, dict) else {}
 
 
-def cmd_messages(args: argparse.Namespace) -> int:
+def time_bounds(args: argparse.Namespace, command: str) -> dict[str, str | None]:
+    """--since/--until in the journal's spelling of time (journal.reads.time_bound). A text that is no time: one line
+    on stderr naming the option, and exit 2."""
     from switchd.journal.reads import time_bound
 
     bounds: dict[str, str | None] = {}
@@ -254,8 +256,13 @@ def cmd_messages(args: argparse.Namespace) -> int:
         try:
             bounds[name] = time_bound(text) if text is not None else None
         except ValueError as exc:
-            print(f"switchctl messages: --{name}: {exc}", file=sys.stderr)
-            return 2
+            print(f"switchctl {command}: --{name}: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+    return bounds
+
+
+def cmd_messages(args: argparse.Namespace) -> int:
+    bounds = time_bounds(args, "messages")
     journal = _journal(_config(args))
     rows = journal.search(
         participant=args.participant,

@@ -117,7 +117,7 @@ async def _write(cfg: Config, plans: list[Planned], operator: str, reason: str) 
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from switchd.ctl.main import _config, _journal
+    from switchd.ctl.main import _config, _journal, time_bounds
 
     if not args.keys and not any(getattr(args, k) for k in ("state", "connector", "participant", "since", "until")):
         print("switchctl replay: name messages or give a filter (--state, --connector, ...)", file=sys.stderr)
@@ -125,16 +125,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if not args.reason.strip():
         print("switchctl replay: --reason must say why", file=sys.stderr)
         return 2
-    from switchd.journal.reads import time_bound
-
-    for name in ("since", "until"):
-        text = getattr(args, name)
-        try:
-            if text is not None:
-                time_bound(text)  # the journal's search reads the bound itself; refuse a non-time here, in one line
-        except ValueError as exc:
-            print(f"switchctl replay: --{name}: {exc}", file=sys.stderr)
-            return 2
+    time_bounds(args, "replay")  # the journal's search reads them itself; a text that is no time stops here
     cfg = _config(args)
     journal = _journal(cfg)
     catalogue, schemas = load_schemas(cfg.schema_dir)
