@@ -137,16 +137,27 @@ class RunningDaemon:
         headers = {"Authorization": f"Bearer {TOKENS[participant]}"} if participant else {}
         return httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=30)
 
+    async def stop(self) -> None:
+        """Stop as SIGTERM does (drain) and wait until the daemon has closed its journal."""
+        self.daemon.request_stop()
+        with trio.fail_after(30):
+            await self.daemon.stopped.wait()
+
+
+async def start_daemon(config_path: Path, nursery: trio.Nursery) -> RunningDaemon:
+    """The daemon of `config_path`, in process in `nursery`, once it listens (on the port the config names, or 0)."""
+    d = Daemon(load_config(config_path))
+    with trio.fail_after(60):  # spawning worker (and signer) processes: this only bounds a hang
+        running = await nursery.start(d.run)
+    host, port = running.http_addresses[0][:2]
+    return RunningDaemon(d, f"http://{host}:{port}", config_path)
+
 
 @pytest.fixture
 async def daemon(config_file: Path, nursery: trio.Nursery) -> AsyncIterator[RunningDaemon]:
-    d = Daemon(load_config(config_file))
-    running = await nursery.start(d.run)
-    host, port = running.http_addresses[0][:2]
-    yield RunningDaemon(d, f"http://{host}:{port}", config_file)
-    d.request_stop()
-    with trio.fail_after(30):
-        await d.stopped.wait()
+    running = await start_daemon(config_file, nursery)
+    yield running
+    await running.stop()
 
 
 @dataclass

@@ -13,11 +13,9 @@ import trio
 from lxml import etree
 
 from adapters.local.simbank import read_receipts
-from switchd.config import load_config
-from switchd.daemon import Daemon
 from switchd.iso.outbound import outbound_envelope
 from tests.builders import Tx, pacs008
-from tests.conftest import RunningDaemon, sim_bank, switchctl, write_config
+from tests.conftest import RunningDaemon, sim_bank, start_daemon, switchctl, write_config
 from tests.iso.messages import Orig, camt029, camt056, pacs004
 
 # The simulated bank may post too (its returns): the SHA-256 of its token "sim-bank-token".
@@ -66,20 +64,11 @@ def sim_config(tmp: Path, *, failures: str = "", max_attempts: int = 5, breaker:
     return write_config(tmp, extra=sim + sim2 + ROUTES)
 
 
-async def start(path: Path, nursery: trio.Nursery) -> RunningDaemon:
-    d = Daemon(load_config(path))
-    running = await nursery.start(d.run)
-    host, port = running.http_addresses[0][:2]
-    return RunningDaemon(d, f"http://{host}:{port}", path)
-
-
 @pytest.fixture
 async def routed(tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[RunningDaemon]:
-    running = await start(sim_config(tmp_path), nursery)
+    running = await start_daemon(sim_config(tmp_path), nursery)
     yield running
-    running.daemon.request_stop()
-    with trio.fail_after(30):
-        await running.daemon.stopped.wait()
+    await running.stop()
 
 
 async def wait_for_state(
@@ -193,20 +182,19 @@ async def test_timeout_rejects_to_the_originator_and_a_silent_bank_never_answers
 
 async def test_retries_with_backoff_then_delivers(tmp_path: Path, nursery: trio.Nursery) -> None:
     failures = '{ match = "RETRY*", times = 2 }'
-    d = await start(sim_config(tmp_path, failures=failures), nursery)
+    d = await start_daemon(sim_config(tmp_path, failures=failures), nursery)
     r = await post(d, pacs008(msg_id="RETRY-1", txs=[Tx(end_to_end_id="E-RETRY")]))
     mid = r.json()["id"]
     body = await wait_for_state(d, mid, {"answered"})
     assert kinds(body).count("attempt") == 3
     assert kinds(body).count("attempt_failed") == 2
     assert kinds(body).count("delivered") == 1
-    d.daemon.request_stop()
-    await d.daemon.stopped.wait()
+    await d.stop()
 
 
 async def test_gives_up_after_max_attempts_and_tells_the_originator(tmp_path: Path, nursery: trio.Nursery) -> None:
     failures = '{ match = "DOWN*" }'
-    d = await start(sim_config(tmp_path, failures=failures, max_attempts=2, breaker=50), nursery)
+    d = await start_daemon(sim_config(tmp_path, failures=failures, max_attempts=2, breaker=50), nursery)
     r = await post(d, pacs008(msg_id="DOWN-1", txs=[Tx(end_to_end_id="E-DOWN")]))
     mid = r.json()["id"]
     body = await wait_for_state(d, mid, {"failed"})
@@ -215,8 +203,7 @@ async def test_gives_up_after_max_attempts_and_tells_the_originator(tmp_path: Pa
     reports = await reports_for(d)
     doc = etree.fromstring(reports[-1]["xml"].encode())
     assert doc.findtext(".//p:StsRsnInf/p:Rsn/p:Cd", namespaces=NS) == "AB08"
-    d.daemon.request_stop()
-    await d.daemon.stopped.wait()
+    await d.stop()
 
 
 async def test_a_status_report_that_matches_nothing_is_kept_and_flagged(routed: RunningDaemon) -> None:

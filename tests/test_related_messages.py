@@ -14,10 +14,8 @@ from typing import Any
 import pytest
 import trio
 
-from switchd.config import load_config
-from switchd.daemon import Daemon
 from tests.builders import Tx, pacs008, stable_uetr
-from tests.conftest import RunningDaemon, sim_bank, switchctl, write_config
+from tests.conftest import RunningDaemon, sim_bank, start_daemon, switchctl, write_config
 from tests.iso.messages import Orig, Underlying, camt029, camt056, pacs004
 
 # Two participants' payments share an EndToEndId (it is unique only within its sender's messages); UETRs differ.
@@ -31,12 +29,9 @@ async def running(tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[Runnin
     path = write_config(
         tmp_path, extra=sim_bank(tmp_path / "receipts.jsonl", backoff_initial_s=0.05, backoff_max_s=0.2)
     )
-    d = Daemon(load_config(path))
-    addr = (await nursery.start(d.run)).http_addresses[0]
-    yield RunningDaemon(d, f"http://{addr[0]}:{addr[1]}", path)
-    d.request_stop()
-    with trio.fail_after(30):
-        await d.stopped.wait()
+    running = await start_daemon(path, nursery)
+    yield running
+    await running.stop()
 
 
 async def post(d: RunningDaemon, raw: bytes, who: str) -> str:

@@ -14,13 +14,11 @@ import pytest
 import trio
 from lxml import etree
 
-from switchd.config import load_config
-from switchd.daemon import Daemon
 from switchd.errors import Finding
 from switchd.iso.refs import extract_refs
 from switchd.iso.reports import build_status_report
 from tests.builders import PmtInf, Tx, def_of, message_def, pacs008, pain001, project_schema, split, stable_uetr
-from tests.conftest import RunningDaemon, sim_bank, write_config
+from tests.conftest import RunningDaemon, sim_bank, start_daemon, write_config
 
 TO_B = {"cdtr_agt_bic": "EEEEFRPPXXX", "creditor_iban": "FR1420041010050500013M02606"}
 
@@ -45,14 +43,9 @@ def two_banks(tmp_path: Path) -> str:
 
 @pytest.fixture
 async def banks(tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[RunningDaemon]:
-    path = write_config(tmp_path, extra=two_banks(tmp_path))
-    d = Daemon(load_config(path))
-    running = await nursery.start(d.run)
-    host, port = running.http_addresses[0][:2]
-    yield RunningDaemon(d, f"http://{host}:{port}", path)
-    d.request_stop()
-    with trio.fail_after(30):
-        await d.stopped.wait()
+    running = await start_daemon(write_config(tmp_path, extra=two_banks(tmp_path)), nursery)
+    yield running
+    await running.stop()
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ from tests.hsm.test_daemon_signing import (
     hsm_table,
     signature_method,
     start,
-    stop,
 )
 
 GHOST_KEY = """
@@ -76,7 +75,7 @@ async def test_reload_to_a_key_missing_from_the_token_is_refused_and_the_old_key
             assert r.status_code == 202, r.text
         assert signature_method(await delivered_file(outbox_dir, "GHOST-2")) == "ecdsa-sha256"
     finally:
-        await stop(rd)
+        await rd.stop()
 
 
 async def test_a_wrong_pin_is_named_by_readiness_and_fixing_the_file_lets_messages_go(
@@ -100,4 +99,4 @@ async def test_a_wrong_pin_is_named_by_readiness_and_fixing_the_file_lets_messag
         sent = await delivered_file(tmp_path / "to-bank", "PIN-1")
         verify_envelope(sent, [certificate(rd.config_path, "sig-rsa")])
     finally:
-        await stop(rd)
+        await rd.stop()

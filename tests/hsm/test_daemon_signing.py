@@ -20,10 +20,9 @@ from hsm.errors import SignatureInvalid
 from hsm.settings import HsmSettings
 from hsm.xmldsig import verify_envelope
 from switchd.config import load_config
-from switchd.daemon import Daemon
 from switchd.journal import Journal
 from tests.builders import Tx, pacs008
-from tests.conftest import RunningDaemon, switchctl, write_config
+from tests.conftest import RunningDaemon, start_daemon, switchctl, write_config
 from tests.hsm.conftest import DevToken, SoftwareKey, make_software_key
 from tests.hsm.tools import foreign_signed, openssl, signxml_verify
 
@@ -78,18 +77,7 @@ connector = "outdir"
 async def start(tmp_path: Path, nursery: trio.Nursery, hsm: str, extra: str = "") -> RunningDaemon:
     outbox_dir = tmp_path / "to-bank"
     outbox_dir.mkdir(exist_ok=True)
-    cfg = write_config(tmp_path, extra=connector_and_signer(outbox_dir) + extra + hsm)
-    d = Daemon(load_config(cfg))
-    with trio.fail_after(WAIT_S):
-        running = await nursery.start(d.run)
-    host, port = running.http_addresses[0][:2]
-    return RunningDaemon(d, f"http://{host}:{port}", cfg)
-
-
-async def stop(rd: RunningDaemon) -> None:
-    rd.daemon.request_stop()
-    with trio.fail_after(WAIT_S):
-        await rd.daemon.stopped.wait()
+    return await start_daemon(write_config(tmp_path, extra=connector_and_signer(outbox_dir) + extra + hsm), nursery)
 
 
 async def delivered_file(outbox_dir: Path, msg_id: str) -> bytes:
@@ -140,7 +128,7 @@ async def signing_daemon(
 ) -> AsyncIterator[tuple[RunningDaemon, Path]]:
     rd = await start(tmp_path, nursery, hsm_table(dev_token.settings))
     yield rd, tmp_path / "to-bank"
-    await stop(rd)
+    await rd.stop()
 
 
 async def test_outbound_messages_are_signed_exported_and_rotated(
@@ -260,7 +248,7 @@ async def test_token_unusable_at_start_readiness_fails_messages_wait_then_go_sig
         status = await trio.to_thread.run_sync(switchctl, rd.config_path, "status")
         assert "signing  key 'sig-rsa' on token" in status.stdout and "signed: ready" in status.stdout, status.stdout
     finally:
-        await stop(rd)
+        await rd.stop()
 
 
 @pytest.fixture
@@ -296,11 +284,7 @@ async def test_inbound_signature_required_for_participants_with_certificates(
     expired = make_software_key(tmp_path, "rsa", "Bank C 2025", valid_days=(-30, -1))
     cfg = write_config(tmp_path, extra=connector_and_signer(outbox_dir, cert_pem, expired.cert_pem))
     cfg.write_text(cfg.read_text().replace("0" * 64, hashlib.sha256(token.encode()).hexdigest()))
-    d = Daemon(load_config(cfg))
-    with trio.fail_after(WAIT_S):
-        running = await nursery.start(d.run)
-    host, port = running.http_addresses[0][:2]
-    rd = RunningDaemon(d, f"http://{host}:{port}", cfg)
+    rd = await start_daemon(cfg, nursery)
 
     def message(msg_id: str) -> bytes:
         return pacs008(msg_id=msg_id, instg_bic="CCCCGB2LXXX", instd_bic="BBBBDEFFXXX", txs=[Tx(end_to_end_id=msg_id)])
@@ -344,7 +328,7 @@ async def test_inbound_signature_required_for_participants_with_certificates(
         # The good one went on (its signature kept as the participant made it, inside the inbound original).
         await delivered_file(outbox_dir, "IN-GOOD")
     finally:
-        await stop(rd)
+        await rd.stop()
 
 
 def signer_processes() -> list[int]:
@@ -397,4 +381,4 @@ async def test_hsm_lost_at_runtime_messages_wait_then_go_signed(
         signxml_verify(sent, certificate(rd.config_path))
         await wait_readyz(rd, 200)
     finally:
-        await stop(rd)
+        await rd.stop()

@@ -17,11 +17,9 @@ from pathlib import Path
 import httpx
 import trio
 
-from switchd.config import load_config
-from switchd.daemon import Daemon
 from switchd.journal import Journal, OutboxEntry, VerifyResult, open_journal
 from tests.builders import Tx, pacs008
-from tests.conftest import sim_bank, switchctl, write_config
+from tests.conftest import sim_bank, start_daemon, switchctl, write_config
 from tests.hsm.conftest import DevToken, dev_token  # noqa: F401  (the session's SoftHSM dev token fixture)
 from tests.hsm.test_daemon_signing import hsm_table
 
@@ -90,14 +88,9 @@ async def delivered_journal(tmp_path: Path, token: DevToken, nursery: trio.Nurse
         backoff_initial_s=0.05,
         backoff_max_s=0.2,
     )
-    extra = bank + hsm_table(token.settings)
-    cfg = load_config(write_config(tmp_path, extra=extra))
-    daemon = Daemon(cfg)
-    with trio.fail_after(WAIT_S):
-        running = await nursery.start(daemon.run)
-    host, port = running.http_addresses[0][:2]
+    running = await start_daemon(write_config(tmp_path, extra=bank + hsm_table(token.settings)), nursery)
     ids = []
-    async with httpx.AsyncClient(base_url=f"http://{host}:{port}", headers=XML, timeout=WAIT_S) as client:
+    async with httpx.AsyncClient(base_url=running.base_url, headers=XML, timeout=WAIT_S) as client:
         for msg_id in ("SIGNED-1", "RETRY-1"):
             r = await client.post("/v1/messages", content=pacs008(msg_id=msg_id, txs=[Tx(end_to_end_id=msg_id)]))
             assert r.status_code == 202, r.text
@@ -106,10 +99,8 @@ async def delivered_journal(tmp_path: Path, token: DevToken, nursery: trio.Nurse
             for mid in ids:
                 while (await client.get(f"/v1/messages/{mid}")).json()["state"] not in ("delivered", "answered"):
                     await trio.sleep(0.05)
-    daemon.request_stop()
-    with trio.fail_after(WAIT_S):
-        await daemon.stopped.wait()
-    return cfg.journal_path, ids[0], ids[1]
+    await running.stop()
+    return running.daemon.config.journal_path, ids[0], ids[1]
 
 
 async def test_edits_of_delivered_signed_bytes_are_named(
