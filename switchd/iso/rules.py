@@ -72,7 +72,6 @@ from dataclasses import replace
 from decimal import Decimal
 from types import MappingProxyType
 
-import iso4217
 import pycountry  # comes with schwifty, which uses it for the same purpose
 from lxml import etree
 from schwifty import registry as iban_registry
@@ -80,13 +79,12 @@ from schwifty.exceptions import SchwiftyException
 
 from switchd.errors import Finding
 from switchd.iso.catalogue import MessageDef
+from switchd.iso.currencies import MINOR_UNITS
 from switchd.iso.refs import MessageRefs, TxRefs, tx_by_path, tx_for
 from switchd.iso.xml import element_at, element_path
 
 # ISO 3166 alpha-2, plus XK: SWIFT issues Kosovo BICs with the user-assigned code XK.
 COUNTRIES: frozenset[str] = frozenset({c.alpha_2 for c in pycountry.countries} | {"XK"})
-# ISO 4217 minor units by code; None where ISO 4217 says "N.A." (metals, funds, XXX, XTS).
-MINOR_UNITS: Mapping[str, int | None] = MappingProxyType({c.code: c.exponent for c in iso4217.Currency})
 
 _BIC = re.compile(r"[A-Z0-9]{4}[A-Z]{2}[A-Z0-9]{2}(?:[A-Z0-9]{3})?")
 _UUID4 = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-4[0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}")
