@@ -36,6 +36,7 @@ from switchd.iso.reports import build_status_report
 from switchd.schemas import load_schemas
 from tests.builders import Tx, pacs008
 from tests.conftest import sim_bank, write_config
+from tests.hsm.conftest import hsm_keys
 
 REPO = Path(__file__).resolve().parent.parent
 HEADERS = {"Authorization": "Bearer demo-bank-a", "Content-Type": "application/xml"}
@@ -186,15 +187,8 @@ HSM = """
 token = "bench-dev"
 active = "{label}"
 workers = {workers}
-
-[[hsm.keys]]
-label = "switchd-rsa-1"
-algorithm = "rsa-2048"
-
-[[hsm.keys]]
-label = "switchd-ec-1"
-algorithm = "ec-p256"
 """
+KEYS = {"rsa": "switchd-rsa-1", "ec": "switchd-ec-1"}
 
 
 def run_daemon(tmp: Path, args: argparse.Namespace, hsm: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
@@ -230,8 +224,7 @@ def main() -> None:
         tmp = Path(d)
         runs["unsigned"] = run_daemon(tmp / "unsigned", args)
         if args.sign:
-            label = "switchd-rsa-1" if args.sign == "rsa" else "switchd-ec-1"
-            hsm = HSM.format(label=label, workers=args.sign_workers)
+            hsm = HSM.format(label=KEYS[args.sign], workers=args.sign_workers) + hsm_keys(**KEYS)
             runs[f"signed {args.sign}"] = run_daemon(tmp / "signed", args, hsm)
         base = naive(300, tmp)
     print(f"switchd round trip bench: python {sys.version.split()[0]}, {args.connections} clients, one machine")

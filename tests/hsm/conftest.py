@@ -36,13 +36,19 @@ token_sha256 = "c2f1bcf461c5f642545991f11db2ca335ee1da5b7ded58dfae51af7ae45d452e
 token = "switchd-test"
 active = "{active}"
 {extra}
+"""
 
+
+def hsm_keys(rsa: str = "sig-rsa", ec: str = "sig-ec") -> str:
+    """TOML of the `[[hsm.keys]]` the tests and benches sign with: an RSA-2048 key and an EC P-256 key (to follow
+    an `[hsm]` table; `switchctl hsm init-dev` makes both on the dev token)."""
+    return f"""
 [[hsm.keys]]
-label = "sig-rsa"
+label = "{rsa}"
 algorithm = "rsa-2048"
 
 [[hsm.keys]]
-label = "sig-ec"
+label = "{ec}"
 algorithm = "ec-p256"
 """
 
@@ -50,7 +56,7 @@ algorithm = "ec-p256"
 def write_hsm_config(directory: Path, *, active: str = "sig-rsa", extra: str = "") -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "switchd.toml"
-    path.write_text(HSM_CONFIG.format(active=active, extra=extra))
+    path.write_text(HSM_CONFIG.format(active=active, extra=extra) + hsm_keys())
     return path
 
 

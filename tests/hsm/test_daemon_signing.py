@@ -23,7 +23,7 @@ from switchd.config import load_config
 from switchd.journal import Journal
 from tests.builders import Tx, pacs008
 from tests.conftest import RunningDaemon, start_daemon, switchctl, write_config
-from tests.hsm.conftest import DevToken, SoftwareKey, make_software_key
+from tests.hsm.conftest import DevToken, SoftwareKey, hsm_keys, make_software_key
 from tests.hsm.tools import foreign_signed, openssl, signxml_verify
 
 DS = "{http://www.w3.org/2000/09/xmldsig#}"
@@ -32,7 +32,7 @@ XML = {"content-type": "application/xml"}
 
 
 def hsm_table(settings: HsmSettings, *, active: str = "sig-rsa", pin_file: str | None = None) -> str:
-    return f"""
+    hsm = f"""
 [hsm]
 token = "{settings.token}"
 pin_file = "{pin_file or settings.pin_file}"
@@ -40,15 +40,8 @@ softhsm2_conf = "{settings.softhsm2_conf}"
 login_lock = "{settings.login_lock}"
 active = "{active}"
 workers = 1
-
-[[hsm.keys]]
-label = "sig-rsa"
-algorithm = "rsa-2048"
-
-[[hsm.keys]]
-label = "sig-ec"
-algorithm = "ec-p256"
 """
+    return hsm + hsm_keys()
 
 
 def connector_and_signer(outbox_dir: Path, *bank_c_certs: Path) -> str:
