@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from switchd.journal import Journal, VerifyResult, open_journal
+from switchd.journal import VerifyResult, open_journal
 from switchd.journal.chain import canonical_json, event_hash
 
 from .factory import RECEIVED_AT, make_record, make_report
+from .tampering import check, tamper
 
 # Three messages of three events each (seq 1-9), then a routed event (10) and a reported event (11) on M2.
 LAST = 11
@@ -29,25 +27,6 @@ async def populated(db_path: Path) -> Path:
         await journal.add_report("M2", make_report("R2", status="ACSC"), "BANKA")
         assert journal.chain_head()[0] == LAST
     return db_path
-
-
-@contextmanager
-def tamper(path: Path) -> Iterator[sqlite3.Connection]:
-    """A raw connection, as an attacker or a careless operator with the file would have."""
-    conn = sqlite3.connect(path)
-    try:
-        yield conn
-        conn.commit()
-    finally:
-        conn.close()
-
-
-def check(path: Path, anchor: tuple[int, str] | None = None) -> VerifyResult:
-    journal = Journal.open(path, readonly=True)
-    try:
-        return journal.verify(anchor)
-    finally:
-        journal.close()
 
 
 def named(result: VerifyResult) -> set[str]:

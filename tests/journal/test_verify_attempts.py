@@ -10,8 +10,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -24,18 +22,11 @@ from tests.hsm.conftest import DevToken, dev_token  # noqa: F401  (the session's
 from tests.hsm.test_daemon_signing import hsm_table
 
 from .factory import RECEIVED_AT, make_record
+from .tampering import check, tamper
 
 XML = {"content-type": "application/xml", "authorization": "Bearer demo-bank-a"}
 WAIT_S = 30
 LATER = "2025-03-01T10:05:00.000000Z"
-
-
-def check(path: Path) -> VerifyResult:
-    journal = Journal.open(path, readonly=True)
-    try:
-        return journal.verify()
-    finally:
-        journal.close()
 
 
 def named(result: VerifyResult) -> list[str]:
@@ -65,17 +56,6 @@ def attempt_event(path: Path, oid: str, attempt: int) -> int:
     finally:
         conn.close()
     return int(row[0])
-
-
-@contextmanager
-def tamper(path: Path) -> Iterator[sqlite3.Connection]:
-    """A raw connection, as an attacker or a careless operator with the file would have."""
-    conn = sqlite3.connect(path)
-    try:
-        yield conn
-        conn.commit()
-    finally:
-        conn.close()
 
 
 async def delivered_journal(tmp_path: Path, token: DevToken, nursery: trio.Nursery) -> tuple[Path, str, str]:
