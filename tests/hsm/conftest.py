@@ -14,13 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import trio
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.x509.oid import NameOID
 
+from hsm.service import SigningService
 from hsm.settings import HsmSettings
+from hsm.xmldsig import verify_envelope
 from switchd.config import load_config
+from tests.builders import pacs008
 from tests.conftest import switchctl
 
 HSM_CONFIG = """
@@ -83,6 +87,25 @@ def dev_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevToken]:
         os.environ.pop("SOFTHSM2_CONF", None)
     else:
         os.environ["SOFTHSM2_CONF"] = before
+
+
+def real_pin(dev_token: DevToken) -> str:
+    """The dev token's user PIN, as its PIN file holds it."""
+    assert dev_token.settings.pin_file is not None
+    return Path(dev_token.settings.pin_file).read_text()
+
+
+async def signs_once_the_pin_is_right(
+    service: SigningService, pin_file: Path, dev_token: DevToken, msg_id: str
+) -> None:
+    """The operator writes the token's real PIN into `pin_file`, which `service` reads: it must become ready by
+    itself (no restart, no reload) and sign `msg_id` with the dev token's sig-rsa key."""
+    pin_file.write_text(real_pin(dev_token))
+    with trio.fail_after(60):  # logging in again: this only bounds a hang
+        await service.wait_ready()
+        (signed,) = await service.sign([pacs008(msg_id=msg_id)])
+    assert service.ready and service.last_error is None
+    verify_envelope(signed.data, [service.certificates["sig-rsa"]])
 
 
 @dataclass(frozen=True)

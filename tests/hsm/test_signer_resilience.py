@@ -10,8 +10,9 @@ import logging
 import os
 import signal
 import struct
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
@@ -23,7 +24,7 @@ from hsm.service import SigningService
 from hsm.settings import HsmSettings, KeySettings
 from hsm.xmldsig import verify_envelope
 from tests.builders import pacs008
-from tests.hsm.conftest import DevToken
+from tests.hsm.conftest import DevToken, signs_once_the_pin_is_right
 from tests.hsm.test_daemon_signing import signer_processes
 
 START_TIMEOUT = 60  # spawning workers and logging in: only bounds a hang
@@ -73,11 +74,6 @@ def counting_opens(path: Path) -> Iterator[FileOpens]:
         watch.close()
 
 
-def real_pin(dev_token: DevToken) -> str:
-    assert dev_token.settings.pin_file is not None
-    return Path(dev_token.settings.pin_file).read_text()
-
-
 async def start_service(nursery: trio.Nursery, service: SigningService, *, require_ready: bool = True) -> None:
     with trio.fail_after(START_TIMEOUT):
         await nursery.start(
@@ -85,79 +81,87 @@ async def start_service(nursery: trio.Nursery, service: SigningService, *, requi
         )
 
 
-async def test_a_rejected_pin_is_tried_once_then_not_again_until_the_pin_file_changes(
-    dev_token: DevToken, tmp_path: Path
-) -> None:
+@dataclass(frozen=True)
+class WrongPin:
+    """A signing service started with a PIN file the token rejects, and the count of that file's opens."""
+
+    service: SigningService
+    pin: Path
+    opens: FileOpens
+
+
+@asynccontextmanager
+async def started_with_wrong_pin(
+    dev_token: DevToken, tmp_path: Path, wrong_pin: str, *, workers: int
+) -> AsyncIterator[WrongPin]:
+    """`workers` signer processes whose PIN file holds `wrong_pin`, started without waiting to be ready; the PIN
+    file's opens are counted from the start (the test's own write before it is not). Stopped on leaving."""
     pin = tmp_path / "user.pin"
-    pin.write_text("wrong-pin-4242\n")
-    settings = msgspec.structs.replace(dev_token.settings, pin_file=str(pin))
-    service = SigningService(settings, workers=2)
+    pin.write_text(wrong_pin)
+    service = SigningService(msgspec.structs.replace(dev_token.settings, pin_file=str(pin)), workers=workers)
     with counting_opens(pin) as opens:
         async with trio.open_nursery() as nursery:
             await start_service(nursery, service, require_ready=False)
-            assert not service.ready and service.last_error is not None
-            assert "rejected the PIN" in service.last_error and "until the PIN file changes" in service.last_error
-            assert "wrong-pin-4242" not in service.last_error
-            # Several retry periods go by while deliveries keep asking to sign (as the delivery probe does).
-            for _ in range(10):
-                with pytest.raises(PinRejected, match="rejected the PIN"):
-                    await service.sign([pacs008()])
-                await trio.sleep(RETRY_S / 2)
-            refused: list[PinRejected] = []
-
-            async def caller() -> None:
-                try:
-                    await service.sign([pacs008()])
-                except PinRejected as exc:
-                    refused.append(exc)
-
-            async with trio.open_nursery() as callers:  # and concurrently
-                for _ in range(4):
-                    callers.start_soon(caller)
-            assert len(refused) == 4
-            assert opens.count() == 1, "the wrong PIN was offered to the token more than once"
-            assert not service.ready and "rejected the PIN" in (service.statistics().last_error or "")
-
-            # The operator fixes the PIN file: signing comes back by itself.
-            pin.write_text(real_pin(dev_token))
-            with trio.fail_after(START_TIMEOUT):
-                await service.wait_ready()
-                (signed,) = await service.sign([pacs008(msg_id="PIN-FIXED")])
-            assert service.ready and service.last_error is None
-            verify_envelope(signed.data, [service.certificates["sig-rsa"]])
+            yield WrongPin(service, pin, opens)
             nursery.cancel_scope.cancel()
+
+
+async def test_a_rejected_pin_is_tried_once_then_not_again_until_the_pin_file_changes(
+    dev_token: DevToken, tmp_path: Path
+) -> None:
+    async with started_with_wrong_pin(dev_token, tmp_path, "wrong-pin-4242\n", workers=2) as rig:
+        service, pin, opens = rig.service, rig.pin, rig.opens
+        assert not service.ready and service.last_error is not None
+        assert "rejected the PIN" in service.last_error and "until the PIN file changes" in service.last_error
+        assert "wrong-pin-4242" not in service.last_error
+        # Several retry periods go by while deliveries keep asking to sign (as the delivery probe does).
+        for _ in range(10):
+            with pytest.raises(PinRejected, match="rejected the PIN"):
+                await service.sign([pacs008()])
+            await trio.sleep(RETRY_S / 2)
+        refused: list[PinRejected] = []
+
+        async def caller() -> None:
+            try:
+                await service.sign([pacs008()])
+            except PinRejected as exc:
+                refused.append(exc)
+
+        async with trio.open_nursery() as callers:  # and concurrently
+            for _ in range(4):
+                callers.start_soon(caller)
+        assert len(refused) == 4
+        assert opens.count() == 1, "the wrong PIN was offered to the token more than once"
+        assert not service.ready and "rejected the PIN" in (service.statistics().last_error or "")
+
+        # The operator fixes the PIN file: signing comes back by itself.
+        await signs_once_the_pin_is_right(service, pin, dev_token, "PIN-FIXED")
 
 
 async def test_a_changed_but_still_wrong_pin_and_a_reload_each_get_one_attempt(
     dev_token: DevToken, tmp_path: Path
 ) -> None:
-    pin = tmp_path / "user.pin"
-    pin.write_text("wrong-pin-1111\n")
-    settings = msgspec.structs.replace(dev_token.settings, pin_file=str(pin))
-    service = SigningService(settings, workers=1)
-    with counting_opens(pin) as opens:
-        async with trio.open_nursery() as nursery:
-            await start_service(nursery, service, require_ready=False)
-            assert opens.count() == 1
+    async with started_with_wrong_pin(dev_token, tmp_path, "wrong-pin-1111\n", workers=1) as rig:
+        service, pin, opens = rig.service, rig.pin, rig.opens
+        assert opens.count() == 1
 
-            pin.write_text("wrong-pin-2222\n")  # another wrong PIN: the write is one open, the retry one more
-            with trio.fail_after(START_TIMEOUT):
-                while opens.count() < 3:
-                    await trio.sleep(RETRY_S / 4)
-            for _ in range(3):
-                await trio.sleep(RETRY_S)
-                with pytest.raises(PinRejected):
-                    await service.sign([pacs008()])
-            assert opens.count() == 3
+        pin.write_text("wrong-pin-2222\n")  # another wrong PIN: the write is one open, the retry one more
+        with trio.fail_after(START_TIMEOUT):
+            while opens.count() < 3:
+                await trio.sleep(RETRY_S / 4)
+        for _ in range(3):
+            await trio.sleep(RETRY_S)
+            with pytest.raises(PinRejected):
+                await service.sign([pacs008()])
+        assert opens.count() == 3
 
-            # A reload (another active key) is an operator acting: one more attempt, then none again.
-            service.reload(msgspec.structs.replace(settings, active="sig-ec"))
-            for _ in range(3):
-                with pytest.raises(PinRejected):
-                    await service.sign([pacs008()])
-                await trio.sleep(RETRY_S)
-            assert opens.count() == 4
-            nursery.cancel_scope.cancel()
+        # A reload (another active key) is an operator acting: one more attempt, then none again.
+        service.reload(msgspec.structs.replace(service.settings, active="sig-ec"))
+        for _ in range(3):
+            with pytest.raises(PinRejected):
+                await service.sign([pacs008()])
+            await trio.sleep(RETRY_S)
+        assert opens.count() == 4
 
 
 def ignored_signals(pid: int) -> int:

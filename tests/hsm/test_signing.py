@@ -24,7 +24,7 @@ from switchd.config import load_config
 from switchd.ctl.main import build_parser
 from tests.builders import pacs008
 from tests.conftest import switchctl
-from tests.hsm.conftest import DevToken, write_hsm_config
+from tests.hsm.conftest import DevToken, signs_once_the_pin_is_right, write_hsm_config
 from tests.hsm.tools import signxml_verify
 
 START_TIMEOUT = 60  # spawning workers and logging in: generous, this only bounds a hang
@@ -233,13 +233,7 @@ async def test_signing_resumes_once_the_hsm_is_back(dev_token: DevToken, tmp_pat
         assert not service.ready and service.last_error and "PIN file" in service.last_error
         with pytest.raises(HsmUnavailable):
             await service.sign([pacs008()])
-        assert dev_token.settings.pin_file is not None
-        pin_file.write_text(Path(dev_token.settings.pin_file).read_text())
-        with trio.fail_after(START_TIMEOUT):
-            await service.wait_ready()
-            (signed,) = await service.sign([pacs008(msg_id="AFTER")])
-        assert service.ready and service.last_error is None
-        verify_envelope(signed.data, [service.certificates["sig-rsa"]])
+        await signs_once_the_pin_is_right(service, pin_file, dev_token, "AFTER")
         nursery.cancel_scope.cancel()
 
 
