@@ -89,6 +89,13 @@ def dev_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevToken]:
         os.environ["SOFTHSM2_CONF"] = before
 
 
+def exported_cert(config: Path, label: str | None = None) -> x509.Certificate:
+    """The certificate `switchctl hsm cert [--label L]` prints for `config` (the active key's without a label)."""
+    done = switchctl(config, "hsm", "cert", *(["--label", label] if label else []))
+    assert done.returncode == 0, done.stderr
+    return x509.load_pem_x509_certificate(done.stdout.encode())
+
+
 def real_pin(dev_token: DevToken) -> str:
     """The dev token's user PIN, as its PIN file holds it."""
     assert dev_token.settings.pin_file is not None

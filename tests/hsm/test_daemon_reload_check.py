@@ -11,11 +11,10 @@ import trio
 
 from hsm.xmldsig import verify_envelope
 from tests.builders import pacs008
-from tests.hsm.conftest import DevToken
+from tests.hsm.conftest import DevToken, exported_cert
 from tests.hsm.test_daemon_signing import (
     WAIT_S,
     XML,
-    certificate,
     delivered_file,
     hsm_table,
     signature_method,
@@ -58,7 +57,7 @@ async def test_reload_to_a_key_missing_from_the_token_is_refused_and_the_old_key
             assert r.status_code == 202, r.text
         sent = await delivered_file(outbox_dir, "GHOST-1")  # delivered, not waiting for ever
         assert signature_method(sent) == "rsa-sha256"
-        verify_envelope(sent, [certificate(rd.config_path, "sig-rsa")])
+        verify_envelope(sent, [exported_cert(rd.config_path, "sig-rsa")])
         async with rd.client(None) as anon:
             assert (await anon.get("/readyz")).status_code == 200
 
@@ -97,6 +96,6 @@ async def test_a_wrong_pin_is_named_by_readiness_and_fixing_the_file_lets_messag
         assert dev_token.settings.pin_file is not None
         pin.write_text(Path(dev_token.settings.pin_file).read_text())
         sent = await delivered_file(tmp_path / "to-bank", "PIN-1")
-        verify_envelope(sent, [certificate(rd.config_path, "sig-rsa")])
+        verify_envelope(sent, [exported_cert(rd.config_path, "sig-rsa")])
     finally:
         await rd.stop()

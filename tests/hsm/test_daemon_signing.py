@@ -13,7 +13,6 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
-from cryptography import x509
 from lxml import etree
 
 from hsm.errors import SignatureInvalid
@@ -23,7 +22,7 @@ from switchd.config import load_config
 from switchd.journal import Journal
 from tests.builders import Tx, pacs008
 from tests.conftest import RunningDaemon, start_daemon, switchctl, write_config
-from tests.hsm.conftest import DevToken, SoftwareKey, hsm_keys, make_software_key
+from tests.hsm.conftest import DevToken, SoftwareKey, exported_cert, hsm_keys, make_software_key
 from tests.hsm.tools import foreign_signed, openssl, signxml_verify
 
 DS = "{http://www.w3.org/2000/09/xmldsig#}"
@@ -102,13 +101,6 @@ def assert_waits_unsent(rd: RunningDaemon, mid: str) -> None:
         journal.close()
 
 
-def certificate(config: Path, label: str | None = None) -> x509.Certificate:
-    args = ["hsm", "cert"] + (["--label", label] if label else [])
-    done = switchctl(config, *args)
-    assert done.returncode == 0, done.stderr
-    return x509.load_pem_x509_certificate(done.stdout.encode())
-
-
 def signature_method(data: bytes) -> str:
     method = etree.fromstring(data).find(f".//{DS}SignatureMethod")
     assert method is not None
@@ -135,7 +127,7 @@ async def test_outbound_messages_are_signed_exported_and_rotated(
     sent = await delivered_file(outbox_dir, "SIGN-1")
 
     # Checked by signxml (adapted only in reference resolution) against the certificate switchctl exports.
-    rsa_cert = certificate(rd.config_path)
+    rsa_cert = exported_cert(rd.config_path)
     assert len(signxml_verify(sent, rsa_cert)) == 3
     assert verify_envelope(sent, [rsa_cert]).algorithm == "rsa-sha256"
     # One changed character in the Document, the AppHdr or the KeyInfo fails.
@@ -186,7 +178,7 @@ async def test_outbound_messages_are_signed_exported_and_rotated(
         assert r.status_code == 202, r.text
         second_id = r.json()["id"]
     sent2 = await delivered_file(outbox_dir, "SIGN-2")
-    ec_cert = certificate(rd.config_path, "sig-ec")
+    ec_cert = exported_cert(rd.config_path, "sig-ec")
     assert signature_method(sent2) == "ecdsa-sha256"
     assert len(signxml_verify(sent2, ec_cert)) == 3
     assert verify_envelope(sent, [rsa_cert, ec_cert]).algorithm == "rsa-sha256"
@@ -235,7 +227,7 @@ async def test_token_unusable_at_start_readiness_fails_messages_wait_then_go_sig
         late_pin.write_text(Path(dev_token.settings.pin_file).read_text())
         late_pin.chmod(0o600)
         sent = await delivered_file(outbox_dir, "WAIT-1")
-        signxml_verify(sent, certificate(rd.config_path))
+        signxml_verify(sent, exported_cert(rd.config_path))
         await wait_readyz(rd, 200)
         await trio.sleep(1.5)
         status = await trio.to_thread.run_sync(switchctl, rd.config_path, "status")
@@ -371,7 +363,7 @@ async def test_hsm_lost_at_runtime_messages_wait_then_go_signed(
         # The HSM is back: the waiting message is signed and sent, readiness returns.
         (tmp_path / "runtime.pin.away").rename(pin)
         sent = await delivered_file(outbox_dir, "RT-2")
-        signxml_verify(sent, certificate(rd.config_path))
+        signxml_verify(sent, exported_cert(rd.config_path))
         await wait_readyz(rd, 200)
     finally:
         await rd.stop()

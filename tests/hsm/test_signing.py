@@ -10,7 +10,6 @@ from pathlib import Path
 import msgspec
 import pytest
 import trio
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from pkcs11 import Attribute, ObjectClass
 
@@ -24,7 +23,7 @@ from switchd.config import load_config
 from switchd.ctl.main import build_parser
 from tests.builders import pacs008
 from tests.conftest import switchctl
-from tests.hsm.conftest import DevToken, signs_once_the_pin_is_right, write_hsm_config
+from tests.hsm.conftest import DevToken, exported_cert, signs_once_the_pin_is_right, write_hsm_config
 from tests.hsm.tools import signxml_verify
 
 START_TIMEOUT = 60  # spawning workers and logging in: generous, this only bounds a hang
@@ -32,13 +31,6 @@ START_TIMEOUT = 60  # spawning workers and logging in: generous, this only bound
 
 def _envelopes(n: int) -> list[bytes]:
     return [pacs008(msg_id=f"HSM-{i}") for i in range(n)]
-
-
-def _exported_cert(config: Path, label: str | None = None) -> x509.Certificate:
-    args = ["hsm", "cert"] + (["--label", label] if label else [])
-    done = switchctl(config, *args)
-    assert done.returncode == 0, done.stderr
-    return x509.load_pem_x509_certificate(done.stdout.encode())
 
 
 def test_init_dev_creates_token_pin_keys_and_certs_under_the_data_dir(dev_token: DevToken) -> None:
@@ -72,7 +64,7 @@ def test_keys_are_sensitive_not_extractable_and_certificates_self_signed(dev_tok
     finally:
         session.close()
     for label in ("sig-rsa", "sig-ec"):
-        cert = _exported_cert(dev_token.config, label)
+        cert = exported_cert(dev_token.config, label)
         cert.verify_directly_issued_by(cert)  # the token signed its own certificate
 
 
@@ -89,13 +81,13 @@ def test_switchctl_keys_lists_labels_algorithms_and_the_active_key(dev_token: De
 
 
 @pytest.mark.parametrize("label", ["sig-rsa", "sig-ec"])
-def test_token_signature_verifies_with_ours_and_signxml_against_the_exported_cert(
+def test_token_signature_verifies_with_ours_and_signxml_against_theexported_cert(
     dev_token: DevToken, label: str
 ) -> None:
     settings = msgspec.structs.replace(dev_token.settings, active=label)
     (signed,) = sign_sync(settings, [pacs008()])
     assert signed.key_label == label
-    cert = _exported_cert(dev_token.config, label)
+    cert = exported_cert(dev_token.config, label)
     assert signed.cert_sha256 == cert.fingerprint(hashes.SHA256()).hex()
     verified = verify_envelope(signed.data, [cert])
     assert verified.algorithm == ("rsa-sha256" if label == "sig-rsa" else "ecdsa-sha256")
