@@ -137,6 +137,19 @@ def _wall(cmd: Sequence[str], env: dict[str, str]) -> tuple[float, subprocess.Co
     return time.perf_counter() - start, proc
 
 
+def _failing_runs(
+    cmd: Sequence[str], env: dict[str, str], runs: int
+) -> tuple[list[float], subprocess.CompletedProcess[bytes]]:
+    """Wall time of each of `runs` runs of a `switchctl validate` that must find errors (exit 1), and the last run."""
+    times = []
+    for _ in range(runs):
+        elapsed, proc = _wall(cmd, env)
+        if proc.returncode != 1:
+            raise SystemExit(f"switchctl validate exited {proc.returncode}: {proc.stderr.decode()[-2000:]}")
+        times.append(elapsed)
+    return times, proc
+
+
 def _spread(values: Sequence[float]) -> str:
     return f"median {statistics.median(values):.3f} s (min {min(values):.3f}, max {max(values):.3f}, n={len(values)})"
 
@@ -163,6 +176,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--cold", action="store_true", help="no bytecode cache: every module compiled from source")
     ap.add_argument("--no-naive", action="store_true", help="skip the xmlschema baseline (slow)")
     args = ap.parse_args(argv)
+    if args.runs < 1:
+        ap.error("--runs must be at least 1")
 
     with tempfile.TemporaryDirectory(prefix="validate-bench-") as tmp:
         work = Path(tmp)
@@ -177,23 +192,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         cli = [str(SWITCHCTL), "--config", str(config), "validate", str(big)]
         cli_json = [str(SWITCHCTL), "--config", str(config), "--json", "validate", str(big)]
         _wall(cli, env)  # warm the bytecode cache and the page cache; not measured
-        times = []
-        for _ in range(args.runs):
-            elapsed, proc = _wall(cli, env)
-            times.append(elapsed)
-            if proc.returncode != 1:
-                raise SystemExit(f"switchctl validate exited {proc.returncode}: {proc.stderr.decode()[-2000:]}")
+        times, _ = _failing_runs(cli, env, args.runs)
         print(f"1. switchctl validate (new process, text output):  {_spread(times)}")
 
         rules = work / "rules.xml"
         rules.write_bytes(rule_invalid_pain001(args.txs))
         rules_cli = [str(SWITCHCTL), "--config", str(config), "validate", str(rules)]
-        rule_times = []
-        for _ in range(args.runs):
-            elapsed, proc = _wall(rules_cli, env)
-            rule_times.append(elapsed)
-            if proc.returncode != 1:
-                raise SystemExit(f"switchctl validate exited {proc.returncode}: {proc.stderr.decode()[-2000:]}")
+        rule_times, proc = _failing_runs(rules_cli, env, args.runs)
         rule_errors = len(proc.stdout.splitlines()) - 1
         print(
             f"   same size, schema-valid, {rule_errors} business-rule errors (AC03 IBANs, "
