@@ -119,14 +119,18 @@ async def post_and_collect(d: RunningDaemon, raw: bytes, expected: int) -> list[
     return [Report(x) for x in mine]
 
 
-def by_bank(reports: list[Report], ids: dict[str, str]) -> dict[str, Report]:
-    """Each report under the bank that answered it: the bank is known by a transaction only it was sent."""
+def part_reports(reports: list[Report], only_a: str, only_b: str, message_type: str, msg_id: str) -> list[Report]:
+    """Bank A's and bank B's report on the message `msg_id` split between them (each known by the EndToEndId of
+    a transaction only it was sent), once each is checked to be a `message_type` report with group status PART."""
     out = {}
     for rep in reports:
         listed = {t.end_to_end_id for t in rep.txs()}
-        (bank,) = {bank for e2e, bank in ids.items() if e2e in listed}
+        (bank,) = {bank for e2e, bank in ((only_a, "a"), (only_b, "b")) if e2e in listed}
         out[bank] = rep
-    return out
+        assert rep.body["status"] == "PART" and rep.body["message_type"] == message_type
+        assert rep.text("//r:OrgnlGrpInfAndSts/r:OrgnlMsgId/text()") == [msg_id]
+        assert rep.text("//r:OrgnlGrpInfAndSts/r:GrpSts/text()") == ["PART"]
+    return [out["a"], out["b"]]
 
 
 async def test_split_pain001_each_report_lists_every_transaction_of_its_part_with_its_status(
@@ -144,12 +148,7 @@ async def test_split_pain001_each_report_lists_every_transaction_of_its_part_wit
     p2 = [Tx(end_to_end_id="A-2", instr_id="I-A2")]
     raw = pain001(msg_id="SPLIT-PAIN-1", pmt_infs=[PmtInf("PMT-1", p1), PmtInf("PMT-2", p2)])
     reports = await post_and_collect(banks, raw, expected=2)
-    split = by_bank(reports, {"A-1": "a", "B-1": "b"})
-    a, b = split["a"], split["b"]
-    for rep in (a, b):
-        assert rep.body["status"] == "PART" and rep.body["message_type"] == "pain.002.001.10"
-        assert rep.text("//r:OrgnlGrpInfAndSts/r:OrgnlMsgId/text()") == ["SPLIT-PAIN-1"]
-        assert rep.text("//r:OrgnlGrpInfAndSts/r:GrpSts/text()") == ["PART"]
+    a, b = part_reports(reports, "A-1", "B-1", "pain.002.001.10", "SPLIT-PAIN-1")
 
     assert a.txs() == [
         Listed("A-1", None, "I-A1", stable_uetr("A-1"), "ACCP", (), "PMT-1"),
@@ -176,12 +175,7 @@ async def test_split_pacs008_each_report_lists_every_transaction_with_the_banks_
         Tx(end_to_end_id="S-4", tx_id="T-4", **TO_B),
     ]
     reports = await post_and_collect(banks, pacs008(msg_id="SPLIT-PACS-1", txs=txs), expected=2)
-    split = by_bank(reports, {"S-1": "a", "S-2": "b"})
-    a, b = split["a"], split["b"]
-    for rep in (a, b):
-        assert rep.body["status"] == "PART" and rep.body["message_type"] == "pacs.002.001.10"
-        assert rep.text("//r:OrgnlGrpInfAndSts/r:OrgnlMsgId/text()") == ["SPLIT-PACS-1"]
-        assert rep.text("//r:OrgnlGrpInfAndSts/r:GrpSts/text()") == ["PART"]
+    a, b = part_reports(reports, "S-1", "S-2", "pacs.002.001.10", "SPLIT-PACS-1")
     assert a.txs() == [
         Listed("S-1", "T-1", "IN-1", stable_uetr("S-1"), "ACSC", ()),
         Listed("REJECT-3", "T-3", None, stable_uetr("REJECT-3"), "RJCT", ("AC04",)),
