@@ -5,6 +5,7 @@ from __future__ import annotations
 import outcome
 import pytest
 import trio
+import trio.testing
 
 from switchd.batches import BatchQueue
 
@@ -17,24 +18,24 @@ async def test_each_caller_of_a_failed_batch_gets_the_error_itself() -> None:
         await release.wait()  # hold the slot so that the next callers share one batch
         raise RuntimeError("worker died")
 
-    errors: list[BaseException] = []
+    errors: list[RuntimeError] = []
 
     async def caller(job: int) -> None:
         (result,) = await queue.submit([job])
-        with pytest.raises(BaseException) as caught:
+        # The batch's own error: a shared Outcome raised AlreadyUsedError (a RuntimeError too) for all but the first.
+        with pytest.raises(RuntimeError, match=r"^worker died$") as caught:
             result.unwrap()
         errors.append(caught.value)
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(queue.serve, run_batch)
-        nursery.start_soon(caller, 0)
-        await trio.sleep(0.05)  # job 0 is in the first batch; 1-3 queue behind it and form the second
-        for job in (1, 2, 3):
-            nursery.start_soon(caller, job)
-        await trio.sleep(0.05)
-        release.set()
-        while len(errors) < 4:
-            await trio.sleep(0.01)
+        async with trio.open_nursery() as callers:
+            callers.start_soon(caller, 0)
+            await trio.testing.wait_all_tasks_blocked()  # job 0 is out in the first batch, holding the one slot
+            for job in (1, 2, 3):
+                callers.start_soon(caller, job)
+            await trio.testing.wait_all_tasks_blocked()  # 1-3 are queued behind it: they form the second batch
+            release.set()
         nursery.cancel_scope.cancel()
     assert [type(e) for e in errors] == [RuntimeError] * 4, errors
     assert queue.batches == 2
