@@ -69,6 +69,8 @@ async def test_reload_to_a_key_missing_from_the_token_is_refused_and_the_old_key
         with trio.fail_after(WAIT_S):
             while signing.settings.active != "sig-ec":
                 await trio.sleep(0.05)
+        # The line whose absence was checked above is the one a rotation writes.
+        assert "signing key is now 'sig-ec'" in caplog.text
         async with rd.client() as c:
             r = await c.post("/v1/messages", content=pacs008(msg_id="GHOST-2"), headers=XML)
             assert r.status_code == 202, r.text
