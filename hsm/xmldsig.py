@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Literal
 
 from cryptography import x509
@@ -368,6 +369,11 @@ class _Layout:
     value: bytes
     key_info: etree._Element
 
+    @cached_property
+    def signed_info_c14n(self) -> bytes:
+        """What the SignatureValue signs; computed once, however many trusted keys are tried against it."""
+        return c14n(self.signed_info, self.si_prefixes)
+
     @classmethod
     def read(cls, signature: etree._Element) -> _Layout:
         children = [c for c in signature if isinstance(c.tag, str)]
@@ -507,7 +513,7 @@ def _verifying_cert(layout: _Layout, certs: Sequence[x509.Certificate]) -> x509.
 
 
 def _check_signature_value(layout: _Layout, cert: x509.Certificate) -> None:
-    data = c14n(layout.signed_info, layout.si_prefixes)
+    data = layout.signed_info_c14n
     pub = cert.public_key()
     try:
         if layout.method == RSA_SHA256:
