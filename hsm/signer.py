@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from hsm.canonical import CanonicalEnvelope, Digests, sign_canonical, signature_element
 from hsm.errors import HsmUnavailable, SigningError
 from hsm.settings import HsmSettings
 from hsm.token import Token
@@ -56,12 +57,15 @@ class Signer:
         }
 
     def sign(
-        self, envelopes: Sequence[bytes], settings: HsmSettings | None = None
+        self, items: Sequence[bytes | CanonicalEnvelope | Digests], settings: HsmSettings | None = None
     ) -> list[SignedMessage | SigningError]:
-        """Sign each envelope with the active key of `settings` (default: those the token was opened with).
+        """Sign each item with the active key of `settings` (default: those the token was opened with).
 
-        An envelope that cannot be signed gets its SigningError in its place; HsmUnavailable (token failure)
-        is raised for the whole batch, since nothing after it could be signed either.
+        Envelope bytes are parsed and canonicalised (xmldsig), a CanonicalEnvelope is signed as it is laid out;
+        for both `data` is the signed envelope. For Digests (of a CanonicalEnvelope, computed by the caller, so
+        the envelope need not come here) `data` is the ds:Signature element, for canonical.insert_signature.
+        An item that cannot be signed gets its SigningError in its place; HsmUnavailable (token failure) is raised
+        for the whole batch, since nothing after it could be signed either.
         """
         settings = settings or self.token.settings
         label = settings.active
@@ -69,10 +73,19 @@ class Signer:
             raise HsmUnavailable("no active key configured")
         key = self.token.key(label, settings)
         fingerprint = key.signing.cert.fingerprint(hashes.SHA256()).hex()
+
+        def sign_signed_info(signed_info: bytes) -> bytes:
+            return self.token.sign(label, signed_info)
+
         out: list[SignedMessage | SigningError] = []
-        for data in envelopes:
+        for item in items:
             try:
-                signed = sign_envelope(data, key.signing, lambda si: self.token.sign(label, si))
+                if isinstance(item, Digests):
+                    signed = signature_element(item, key.signing, sign_signed_info)
+                elif isinstance(item, CanonicalEnvelope):
+                    signed = sign_canonical(item, key.signing, sign_signed_info)
+                else:
+                    signed = sign_envelope(item, key.signing, sign_signed_info)
             except HsmUnavailable:
                 raise
             except SigningError as exc:

@@ -28,7 +28,8 @@ from __future__ import annotations
 import base64
 import copy
 import hashlib
-import uuid
+import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -99,8 +100,13 @@ def c14n(el: etree._Element, inclusive_prefixes: Sequence[str] | None = None) ->
     return out
 
 
-def _digest(data: bytes) -> str:
-    return base64.b64encode(hashlib.sha256(data).digest()).decode()
+def digest_b64(data: bytes) -> bytes:
+    return base64.b64encode(hashlib.sha256(data).digest())
+
+
+def new_key_info_id() -> bytes:
+    # 128 random bits, as uuid4().hex spells them (uuid4 costs ~5 us a call)
+    return b"KeyInfo-" + os.urandom(16).hex().encode()
 
 
 @contextmanager
@@ -146,12 +152,13 @@ class SigningKey:
     issuer: str
     serial: int
     template: etree._Element = field(repr=False, compare=False)  # the ds:Signature skeleton, see _template
-    # Exclusive C14N of the template's SignedInfo and KeyInfo with _MARKS where the per-message values go. Exclusive
-    # C14N renders a subtree the same wherever it sits (only the ds namespace it uses), and the marks and values
-    # (base64, hex) need no escaping: filling the marks in gives what c14n() of the filled-in tree gives, for
-    # about a tenth of the cost. The signature tests (xmlsec1, signxml, our verifier) hold it to that.
-    signed_info_c14n: bytes = field(repr=False, compare=False)
-    key_info_c14n: bytes = field(repr=False, compare=False)
+    # Exclusive C14N of the template's SignedInfo, KeyInfo and whole Signature with _MARKS where the per-message
+    # values go. Exclusive C14N renders a subtree the same wherever it sits (only the ds namespace it uses), and the
+    # values (base64, hex) need no escaping: filling the marks in gives what c14n() of the filled-in tree gives,
+    # for a small part of the cost. The signature tests (xmlsec1, signxml, our verifier) hold it to that.
+    signed_info_c14n: _Filled = field(repr=False, compare=False)
+    key_info_c14n: _Filled = field(repr=False, compare=False)
+    signature_c14n: _Filled = field(repr=False, compare=False)  # SignatureValue marked too (hsm.canonical)
 
     @classmethod
     def from_cert(cls, cert: x509.Certificate) -> SigningKey:
@@ -166,13 +173,55 @@ class SigningKey:
         issuer = cert.issuer.rfc4514_string()
         template = _template(kind, b64, issuer, cert.serial_number)
         marked = copy.deepcopy(template)
-        _fill(marked, *_MARKS)
-        signed_info_c14n, key_info_c14n = c14n(marked[0]), c14n(marked[2])
-        return cls(kind, cert, b64, issuer, cert.serial_number, template, signed_info_c14n, key_info_c14n)
+        _fill(marked, *(m.decode() for m in _MARKS[:4]))
+        marked[1].text = _MARKS[4].decode()
+        return cls(
+            kind,
+            cert,
+            b64,
+            issuer,
+            cert.serial_number,
+            template,
+            _Filled.of(c14n(marked[0])),
+            _Filled.of(c14n(marked[2])),
+            _Filled.of(c14n(marked)),
+        )
+
+    def signed_info(self, hdr_digest: bytes, doc_digest: bytes, key_info_id: bytes) -> tuple[bytes, bytes]:
+        """The canonical SignedInfo for these digests (base64) and KeyInfo Id, and the KeyInfo digest it names."""
+        key_info_digest = digest_b64(self.key_info_c14n.fill((b"", b"", b"", key_info_id, b"")))
+        values = (hdr_digest, doc_digest, key_info_digest, key_info_id, b"")
+        return self.signed_info_c14n.fill(values), key_info_digest
+
+    def signature(
+        self, hdr_digest: bytes, doc_digest: bytes, key_info_digest: bytes, key_info_id: bytes, value_b64: bytes
+    ) -> bytes:
+        """The whole ds:Signature element in exclusive C14N form, with these values filled in."""
+        return self.signature_c14n.fill((hdr_digest, doc_digest, key_info_digest, key_info_id, value_b64))
 
 
-# Stand-ins for the AppHdr, Document and KeyInfo digests and the KeyInfo Id in the canonical templates.
-_MARKS = ("@hdr-digest@", "@doc-digest@", "@key-info-digest@", "@key-info-id@")
+# Stand-ins, in the canonical templates, for the AppHdr, Document and KeyInfo digests, the KeyInfo Id and the
+# SignatureValue (the order of the values _Filled.fill takes).
+_MARKS = (b"@hdr-digest@", b"@doc-digest@", b"@key-info-digest@", b"@key-info-id@", b"@signature-value@")
+_MARK_SPLIT = re.compile(b"(" + b"|".join(re.escape(m) for m in _MARKS) + b")")
+
+
+@dataclass(frozen=True)
+class _Filled:
+    """A byte template with its marks turned into %s: filling it is one formatting call in C (ten bytes.replace
+    passes cost ~15 us, a join over the pieces ~8 us)."""
+
+    format: bytes
+    slots: tuple[int, ...]  # which value goes into each %s, in order
+
+    @classmethod
+    def of(cls, marked: bytes) -> _Filled:
+        pieces = _MARK_SPLIT.split(marked)
+        literals = [p.replace(b"%", b"%%") for p in pieces[0::2]]
+        return cls(b"%s".join(literals), tuple(_MARKS.index(m) for m in pieces[1::2]))
+
+    def fill(self, values: tuple[bytes, ...]) -> bytes:
+        return self.format % tuple([values[i] for i in self.slots])
 
 
 def _fill(signature: etree._Element, hdr_digest: str, doc_digest: str, key_info_digest: str, key_info_id: str) -> None:
@@ -256,21 +305,14 @@ def sign_tree(root: etree._Element, key: SigningKey, sign: SignFn, *, key_info_i
         raise SigningError("the AppHdr is already signed (Sgntr is not empty)")
 
     # Digests first: the AppHdr as it is now (empty Sgntr) is exactly what the enveloped transform will leave.
-    hdr_digest = _digest(c14n(app_hdr))
-    doc_digest = _digest(c14n(document))
+    hdr_digest = digest_b64(c14n(app_hdr))
+    doc_digest = digest_b64(c14n(document))
 
-    key_info_id = key_info_id or f"KeyInfo-{uuid.uuid4().hex}"
-    hdr_mark, doc_mark, key_info_mark, id_mark = (m.encode() for m in _MARKS)
-    key_info_digest = _digest(key.key_info_c14n.replace(id_mark, key_info_id.encode()))
-    signed_info = (
-        key.signed_info_c14n.replace(hdr_mark, hdr_digest.encode())
-        .replace(doc_mark, doc_digest.encode())
-        .replace(key_info_mark, key_info_digest.encode())
-        .replace(id_mark, key_info_id.encode())
-    )
+    kid = key_info_id.encode() if key_info_id else new_key_info_id()
+    signed_info, key_info_digest = key.signed_info(hdr_digest, doc_digest, kid)
     # A copy of the key's prepared skeleton: ~5x cheaper than building two dozen elements per message.
     signature = copy.deepcopy(key.template)
-    _fill(signature, hdr_digest, doc_digest, key_info_digest, key_info_id)
+    _fill(signature, hdr_digest.decode(), doc_digest.decode(), key_info_digest.decode(), kid.decode())
     sgntr.append(signature)
     try:
         signature[1].text = base64.b64encode(sign(signed_info)).decode()
@@ -352,7 +394,7 @@ def verify_tree(root: etree._Element, certs: Sequence[x509.Certificate], *, at: 
         "KeyInfo": c14n(layout.key_info, layout.prefixes["KeyInfo"]),
     }
     for name, canonical in computed.items():
-        if _digest(canonical) != layout.digests[name]:
+        if digest_b64(canonical).decode() != layout.digests[name]:
             raise SignatureInvalid(f"the {name} digest does not match: the {name} was changed after signing", name)
     return Verified(cert, "rsa-sha256" if layout.method == RSA_SHA256 else "ecdsa-sha256")
 

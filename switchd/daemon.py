@@ -22,6 +22,7 @@ import trio
 from adapters.http.api import Api, ApiState
 from adapters.http.server import serve_http
 from adapters.registry import build_connectors, close_all
+from hsm.canonical import CanonicalEnvelope
 from hsm.errors import HsmError
 from hsm.service import SigningService
 from switchd.config import Config, ConnectorConfig, load_config
@@ -318,7 +319,7 @@ def _signer(service: SigningService | None) -> Signer | None:
     if service is None:
         return None
 
-    async def sign(envelope: bytes) -> tuple[bytes, str]:
+    async def sign(envelope: bytes | CanonicalEnvelope) -> tuple[bytes, str]:
         (signed,) = await service.sign([envelope])
         return signed.data, signed.key_label
 

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from hsm.canonical import CanonicalEnvelope
 from switchd.config import Config
 from switchd.delivery import Prepared
 from switchd.errors import Finding
@@ -26,8 +27,9 @@ from switchd.iso.xml import ParsedMessage, parse_message
 from switchd.journal import Journal, OutboxRow, ReportRecord
 from switchd.timefmt import rfc3339, utc_now
 
-# A signer takes the unsigned envelope and returns (signed bytes, key label). None: messages go unsigned.
-Signer = Callable[[bytes], Awaitable[tuple[bytes, str]]]
+# A signer takes the unsigned envelope (bytes, or laid out for signing as the preparer builds it) and returns
+# (signed bytes, key label). None: messages go unsigned.
+Signer = Callable[[bytes | CanonicalEnvelope], Awaitable[tuple[bytes, str]]]
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,7 @@ class EnvelopePreparer:
                     return sorted(p.bics)[0]
         return self.config.switch_bic
 
-    async def build(self, row: OutboxRow, now: datetime) -> tuple[bytes, str]:
+    async def build(self, row: OutboxRow, now: datetime) -> tuple[CanonicalEnvelope, str]:
         """The unsigned envelope of the part, and its message type."""
         original = await self.originals.get(row.message_id)
         document: object = original.parsed.document
@@ -134,16 +136,17 @@ class EnvelopePreparer:
 
     async def prepare(self, row: OutboxRow) -> Prepared:
         now = self.clock()
+        to_sign: bytes | CanonicalEnvelope
         if row.payload is None:
-            unsigned, message_type = await self.build(row, now)
-            keep: bytes | None = unsigned
+            to_sign, message_type = await self.build(row, now)
+            unsigned = keep = to_sign.unsigned
         else:
-            unsigned = set_possible_duplicate(row.payload, row.possible_duplicate)
+            unsigned = to_sign = set_possible_duplicate(row.payload, row.possible_duplicate)
             keep = None
             message_type = self._message_type(row.message_id)
         if self.signer is None:
             return Prepared(unsigned, keep, None, message_type)
-        signed, label = await self.signer(unsigned)
+        signed, label = await self.signer(to_sign)
         return Prepared(signed, keep, label, message_type)
 
     def _message_type(self, message_id: str) -> str:

@@ -501,7 +501,7 @@ class SimBank:
             msg_def_idr=plan.report_def.id,
             cre_dt=now,
         )
-        return build_envelope(hdr, document)
+        return build_envelope(hdr, document).unsigned
 
 
 # -- report helpers -----------------------------------------------------------------------------------------------

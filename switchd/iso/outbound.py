@@ -27,12 +27,15 @@ from datetime import UTC, datetime
 
 from lxml import etree
 
+from hsm.canonical import CanonicalEnvelope, canonical_envelope
+from hsm.errors import SigningError
 from switchd.errors import Rejection
 from switchd.iso.rules import bic_problem
 from switchd.iso.xml import ISO_NS_PREFIX, document_msg_id, local_name, namespace_of, parse_message
 
 ENVELOPE_NS = "urn:switchd:xsd:envelope"  # the same wrapper tests/builders.py sends inbound
 ENVELOPE_TAG = f"{{{ENVELOPE_NS}}}BizMsg"
+_WRAPPER = etree.Element(ENVELOPE_TAG, nsmap={None: ENVELOPE_NS})  # only read (its start and end tags)
 HEAD_ID = "head.001.001.02"
 HEAD_NS = ISO_NS_PREFIX + HEAD_ID
 
@@ -167,11 +170,13 @@ def document_ids(document: etree._Element) -> tuple[str, str]:
     return ns[len(ISO_NS_PREFIX) :], msg_id
 
 
-def build_envelope(app_hdr: etree._Element, document: etree._Element | bytes) -> bytes:
-    """`<BizMsg xmlns="urn:switchd:xsd:envelope">` + AppHdr + Document, as UTF-8 bytes with an XML declaration.
+def build_envelope(app_hdr: etree._Element, document: etree._Element | bytes) -> CanonicalEnvelope:
+    """`<BizMsg xmlns="urn:switchd:xsd:envelope">` + AppHdr + Document, AppHdr and Document written in their
+    exclusive C14N form (hsm/canonical.py: the signer then digests byte ranges instead of parsing); `.unsigned`
+    is the UTF-8 bytes, with an XML declaration.
 
-    `document` is a Document element (copied, not moved) or serialized Document bytes (e.g. a part from
-    bulk.split_document). Raises ValueError when the AppHdr's BizMsgIdr / MsgDefIdr disagree with the Document
+    `document` is a Document element or serialized Document bytes (e.g. a part from bulk.split_document); neither
+    argument is modified. Raises ValueError when the AppHdr's BizMsgIdr / MsgDefIdr disagree with the Document
     (the bank would refuse it, FF01), or `document` is not a Document.
     """
     doc = _document(document)
@@ -182,11 +187,10 @@ def build_envelope(app_hdr: etree._Element, document: etree._Element | bytes) ->
         raise ValueError(
             f"AppHdr says MsgDefIdr {said[0]!r}, BizMsgIdr {said[1]!r}; the Document is {msg_def_idr} {msg_id!r}"
         )
-    root = etree.Element(ENVELOPE_TAG, nsmap={None: ENVELOPE_NS})
-    root.append(copy.deepcopy(app_hdr))
-    root.append(doc if isinstance(document, bytes) else copy.deepcopy(doc))
-    root[0].tail = root[1].tail = None  # no whitespace in our wrapper (the parts inside keep theirs)
-    return _serialize(root)
+    try:
+        return canonical_envelope(_WRAPPER, app_hdr, doc)
+    except SigningError as exc:  # an AppHdr signed already, say: not an envelope we can build
+        raise ValueError(str(exc)) from None
 
 
 def outbound_envelope(
@@ -198,7 +202,7 @@ def outbound_envelope(
     inbound_app_hdr: etree._Element | None = None,
     biz_svc: str | None = None,
     possible_duplicate: bool = False,
-) -> bytes:
+) -> CanonicalEnvelope:
     """The envelope for one outbound Document: its AppHdr derived from `inbound_app_hdr` (or built when None) with
     BizMsgIdr and MsgDefIdr read from the Document. Raises ValueError as build_app_hdr and build_envelope do."""
     doc = _document(document)

@@ -12,6 +12,7 @@ from cryptography import x509
 from lxml import etree
 
 from hsm import xmldsig
+from hsm.canonical import canonical_envelope, sign_canonical
 from hsm.errors import SignatureInvalid, SigningError
 from hsm.xmldsig import DS_NS, SigningKey, sign_envelope, verify_envelope
 from tests.builders import SCHEMAS, pacs008, pain001, project_schema
@@ -29,8 +30,25 @@ DS = f"{{{DS_NS}}}"
 KINDS = ["rsa", "ec"]
 
 
+Sign = Callable[[bytes, SoftwareKey], bytes]
+
+
 def _sign(data: bytes, k: SoftwareKey) -> bytes:
     return sign_envelope(data, SigningKey.from_cert(k.cert), k.sign_raw)
+
+
+def _sign_canonical(data: bytes, k: SoftwareKey) -> bytes:
+    """The daemon's way: the envelope laid out by hsm.canonical from its parts, signed without being parsed."""
+    root = etree.fromstring(data)
+    hdr, doc = (c for c in root if isinstance(c.tag, str))
+    laid_out = canonical_envelope(etree.Element(root.tag, nsmap=root.nsmap), hdr, doc)
+    return sign_canonical(laid_out, SigningKey.from_cert(k.cert), k.sign_raw)
+
+
+@pytest.fixture(params=["tree", "canonical"])
+def sign(request: pytest.FixtureRequest) -> Sign:
+    """Both ways of signing must give signatures every check below accepts."""
+    return _sign if request.param == "tree" else _sign_canonical
 
 
 @pytest.fixture(scope="session")
@@ -42,9 +60,11 @@ def throwaway_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_layout_three_references_exclusive_c14n_sha256(kind: str, software_keys: Callable[[str], SoftwareKey]) -> None:
+def test_layout_three_references_exclusive_c14n_sha256(
+    kind: str, software_keys: Callable[[str], SoftwareKey], sign: Sign
+) -> None:
     k = software_keys(kind)
-    root = etree.fromstring(_sign(pacs008(), k))
+    root = etree.fromstring(sign(pacs008(), k))
     hdr, _ = list(root)
     sgntr = hdr[-1]
     assert etree.QName(sgntr).localname == "Sgntr"
@@ -72,9 +92,9 @@ def test_layout_three_references_exclusive_c14n_sha256(kind: str, software_keys:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_signed_envelope_still_valid_against_head_and_document_schemas(
-    kind: str, software_keys: Callable[[str], SoftwareKey]
+    kind: str, software_keys: Callable[[str], SoftwareKey], sign: Sign
 ) -> None:
-    signed = _sign(pacs008(pretty=True), software_keys(kind))
+    signed = sign(pacs008(pretty=True), software_keys(kind))
     hdr, doc = list(etree.fromstring(signed))
     head = project_schema("head.001.001.02")
     assert head.validate(etree.ElementTree(copy.deepcopy(hdr))), head.error_log
@@ -82,7 +102,7 @@ def test_signed_envelope_still_valid_against_head_and_document_schemas(
     assert pacs.validate(etree.ElementTree(copy.deepcopy(doc))), pacs.error_log
 
 
-def test_sgntr_goes_after_pssbldplct_and_before_rltd(software_keys: Callable[[str], SoftwareKey]) -> None:
+def test_sgntr_goes_after_pssbldplct_and_before_rltd(software_keys: Callable[[str], SoftwareKey], sign: Sign) -> None:
     root = etree.fromstring(pain001(app_hdr=True))
     hdr = root[0]
     ns = etree.QName(hdr).namespace
@@ -91,7 +111,7 @@ def test_sgntr_goes_after_pssbldplct_and_before_rltd(software_keys: Callable[[st
     related.tag = f"{{{ns}}}Rltd"
     related.remove(related[-1])
     hdr.append(related)
-    signed = _sign(etree.tostring(root), software_keys("rsa"))
+    signed = sign(etree.tostring(root), software_keys("rsa"))
     names = [etree.QName(c).localname for c in etree.fromstring(signed)[0]]
     assert names[-3:] == ["PssblDplct", "Sgntr", "Rltd"]
     head = project_schema("head.001.001.02")
@@ -125,10 +145,10 @@ def test_existing_empty_sgntr_is_used_and_a_signed_header_is_refused(
     ],
 )
 def test_one_changed_character_fails_and_names_the_part(
-    kind: str, old: bytes, new: bytes, part: str, software_keys: Callable[[str], SoftwareKey]
+    kind: str, old: bytes, new: bytes, part: str, software_keys: Callable[[str], SoftwareKey], sign: Sign
 ) -> None:
     k = software_keys(kind)
-    signed = _sign(pacs008(), k)
+    signed = sign(pacs008(), k)
     verify_envelope(signed, [k.cert])
     tampered = signed.replace(old, new, 1)
     assert tampered != signed
@@ -139,9 +159,9 @@ def test_one_changed_character_fails_and_names_the_part(
         signxml_verify(tampered, k.cert)
 
 
-def test_changed_signature_value_or_digest_value_fails(software_keys: Callable[[str], SoftwareKey]) -> None:
+def test_changed_signature_value_or_digest_value_fails(software_keys: Callable[[str], SoftwareKey], sign: Sign) -> None:
     k = software_keys("rsa")
-    signed = _sign(pacs008(), k)
+    signed = sign(pacs008(), k)
     root = etree.fromstring(signed)
     value = root.find(f".//{DS}SignatureValue")
     assert value is not None and value.text
@@ -162,25 +182,25 @@ def test_changed_signature_value_or_digest_value_fails(software_keys: Callable[[
 
 
 def test_untrusted_certificate_and_unsigned_message_are_refused(
-    software_keys: Callable[[str], SoftwareKey], tmp_path: Path
+    software_keys: Callable[[str], SoftwareKey], tmp_path: Path, sign: Sign
 ) -> None:
     k = software_keys("rsa")
     other = make_software_key(tmp_path, "rsa", cn="Somebody Else")
-    signed = _sign(pacs008(), k)
+    signed = sign(pacs008(), k)
     with pytest.raises(SignatureInvalid, match="not the one we trust") as exc:
         verify_envelope(signed, [other.cert])
     assert exc.value.reference == "KeyInfo"
     with pytest.raises(SignatureInvalid, match="not signed"):
         verify_envelope(pacs008(), [k.cert])
     # Self-signed by the attacker with our certificate's KeyInfo swapped for theirs: refused by trust, not digest.
-    forged = _sign(pacs008(), other)
+    forged = sign(pacs008(), other)
     with pytest.raises(SignatureInvalid, match="not the one we trust"):
         verify_envelope(forged, [k.cert])
 
 
-def test_signature_survives_a_move_to_another_envelope(software_keys: Callable[[str], SoftwareKey]) -> None:
+def test_signature_survives_a_move_to_another_envelope(software_keys: Callable[[str], SoftwareKey], sign: Sign) -> None:
     k = software_keys("ec")
-    root = etree.fromstring(_sign(pacs008(pretty=True), k))
+    root = etree.fromstring(sign(pacs008(pretty=True), k))
     other = etree.Element("{urn:example:saa}DataPDU", nsmap={"Saa": "urn:example:saa"})
     body = etree.SubElement(other, "{urn:example:saa}Body")
     for part in list(root):
@@ -192,9 +212,9 @@ def test_signature_survives_a_move_to_another_envelope(software_keys: Callable[[
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_signxml_verifies_our_signature(kind: str, software_keys: Callable[[str], SoftwareKey]) -> None:
+def test_signxml_verifies_our_signature(kind: str, software_keys: Callable[[str], SoftwareKey], sign: Sign) -> None:
     k = software_keys(kind)
-    signed = _sign(pacs008(pretty=True), k)
+    signed = sign(pacs008(pretty=True), k)
     hdr_bytes, doc_bytes, key_info_bytes = signxml_verify(signed, k.cert)
     assert hdr_bytes.startswith(b"<AppHdr") and b"<Sgntr></Sgntr>" in hdr_bytes
     assert doc_bytes.startswith(b"<Document") and b"Alice Debtor" in doc_bytes
@@ -203,11 +223,11 @@ def test_signxml_verifies_our_signature(kind: str, software_keys: Callable[[str]
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_xmlsec1_and_openssl_check_each_part(
-    kind: str, software_keys: Callable[[str], SoftwareKey], throwaway_key: Path, tmp_path: Path
+    kind: str, software_keys: Callable[[str], SoftwareKey], throwaway_key: Path, tmp_path: Path, sign: Sign
 ) -> None:
     """xmlsec1 recomputes the three digests, openssl checks the SignatureValue with the exported certificate."""
     k = software_keys(kind)
-    root = etree.fromstring(_sign(pacs008(pretty=True), k))
+    root = etree.fromstring(sign(pacs008(pretty=True), k))
     hdr, doc = list(root)
     signature = hdr.find(f"{{*}}Sgntr/{DS}Signature")
     assert signature is not None

@@ -200,7 +200,7 @@ def test_derived_header_keeps_the_business_fields_and_drops_signature_and_duplic
 
 def test_envelope_for_a_bare_document(examiner: Examiner) -> None:
     raw = pacs008(txs=make_txs(2), app_hdr=False)
-    envelope = outbound_envelope(bare_document(raw), fr_bic=SWITCH, to_bic=BANK, cre_dt=NOW)
+    envelope = outbound_envelope(bare_document(raw), fr_bic=SWITCH, to_bic=BANK, cre_dt=NOW).unsigned
     assert_accepted(examiner, envelope)
     root = etree.fromstring(envelope)
     assert root.tag == ENVELOPE_TAG and [etree.QName(c).localname for c in root] == ["AppHdr", "Document"]
@@ -214,7 +214,7 @@ def test_envelope_for_a_bare_document(examiner: Examiner) -> None:
 def test_the_document_is_carried_byte_for_byte_with_its_whitespace() -> None:
     raw = pacs008(txs=make_txs(2), app_hdr=False, pretty=True)
     document = etree.tostring(bare_document(raw))
-    envelope = outbound_envelope(raw, fr_bic=SWITCH, to_bic=BANK, cre_dt=NOW)
+    envelope = outbound_envelope(raw, fr_bic=SWITCH, to_bic=BANK, cre_dt=NOW).unsigned
     assert document in envelope
     assert b"\n" not in envelope.split(b"<Document", 1)[0].split(b"\n", 1)[1]  # nothing indented in our part
 
@@ -227,7 +227,9 @@ def test_envelope_for_each_split_part_agrees_with_its_document(examiner: Examine
         parsed.document, defn, extract_refs(defn, parsed.document), [[0, 2], [1]], ["PAIN-1-A", "PAIN-1-B"]
     )
     for part, msg_id in zip(parts, ["PAIN-1-A", "PAIN-1-B"], strict=True):
-        envelope = outbound_envelope(part, fr_bic=SWITCH, to_bic=BANK, cre_dt=NOW, inbound_app_hdr=parsed.app_hdr)
+        envelope = outbound_envelope(
+            part, fr_bic=SWITCH, to_bic=BANK, cre_dt=NOW, inbound_app_hdr=parsed.app_hdr
+        ).unsigned
         assert_accepted(examiner, envelope)
         assert header(envelope).findtext(Q + "BizMsgIdr") == msg_id
         assert document_ids(parse_message(envelope, max_bytes=len(envelope)).document) == ("pain.001.001.09", msg_id)
@@ -257,7 +259,7 @@ def test_building_does_not_move_the_callers_document() -> None:
 
 
 def test_possible_duplicate_set_cleared_and_read(examiner: Examiner) -> None:
-    envelope = outbound_envelope(pacs008(app_hdr=False), fr_bic=SWITCH, to_bic=BANK, cre_dt=NOW)
+    envelope = outbound_envelope(pacs008(app_hdr=False), fr_bic=SWITCH, to_bic=BANK, cre_dt=NOW).unsigned
     marked = set_possible_duplicate(envelope)
     assert is_possible_duplicate(marked) and not is_possible_duplicate(envelope)
     assert_accepted(examiner, marked)
@@ -272,7 +274,7 @@ def test_possible_duplicate_set_cleared_and_read(examiner: Examiner) -> None:
 def test_possible_duplicate_goes_where_the_schema_wants_it(examiner: Examiner) -> None:
     inbound = full_inbound_header()
     raw = pacs008(txs=make_txs(2), app_hdr=False)
-    envelope = outbound_envelope(raw, fr_bic=SWITCH, to_bic=BANK, cre_dt=NOW, inbound_app_hdr=inbound)
+    envelope = outbound_envelope(raw, fr_bic=SWITCH, to_bic=BANK, cre_dt=NOW, inbound_app_hdr=inbound).unsigned
     marked = set_possible_duplicate(envelope)
     assert_accepted(examiner, marked)
     assert names(header(marked))[-4:] == ["CpyDplct", "PssblDplct", "Prty", "Rltd"]
@@ -288,7 +290,7 @@ def test_possible_duplicate_on_an_indented_envelope_round_trips() -> None:
 
 
 def test_a_false_flag_reads_false_and_is_removed_by_clearing() -> None:
-    envelope = outbound_envelope(pacs008(app_hdr=False), fr_bic=SWITCH, to_bic=BANK, cre_dt=NOW)
+    envelope = outbound_envelope(pacs008(app_hdr=False), fr_bic=SWITCH, to_bic=BANK, cre_dt=NOW).unsigned
     false = envelope.replace(b"</CreDt>", b"</CreDt><PssblDplct>false</PssblDplct>")
     assert not is_possible_duplicate(false)
     assert set_possible_duplicate(false, False) == envelope
@@ -296,7 +298,7 @@ def test_a_false_flag_reads_false_and_is_removed_by_clearing() -> None:
 
 
 def test_a_signed_header_is_not_changed_silently(examiner: Examiner) -> None:
-    envelope = outbound_envelope(pacs008(app_hdr=False), fr_bic=SWITCH, to_bic=BANK, cre_dt=NOW)
+    envelope = outbound_envelope(pacs008(app_hdr=False), fr_bic=SWITCH, to_bic=BANK, cre_dt=NOW).unsigned
     signed = envelope.replace(
         b"</CreDt>", f'</CreDt><Sgntr><ds:Signature xmlns:ds="{DSIG}">sig</ds:Signature></Sgntr>'.encode()
     )
@@ -316,7 +318,7 @@ def test_possible_duplicate_needs_an_envelope() -> None:
 
 
 def test_stored_bytes_keep_their_declaration_and_trailing_newline() -> None:
-    ours = outbound_envelope(pacs008(app_hdr=False), fr_bic=SWITCH, to_bic=BANK, cre_dt=NOW)
+    ours = outbound_envelope(pacs008(app_hdr=False), fr_bic=SWITCH, to_bic=BANK, cre_dt=NOW).unsigned
     stored = ours.replace(b"<?xml version='1.0' encoding='UTF-8'?>", b'<?xml version="1.0" encoding="utf-8"?>') + b"\n"
     marked = set_possible_duplicate(stored)
     assert marked.startswith(b'<?xml version="1.0" encoding="utf-8"?>\n<BizMsg') and marked.endswith(b"</BizMsg>\n")
@@ -329,6 +331,6 @@ def test_investigation_messages_are_identified_by_their_assignment(examiner: Exa
                           (camt029(assignment_id="RSL-9"), ("camt.029.001.09", "RSL-9"))):  # fmt: skip
         document = etree.fromstring(raw)
         assert document_ids(document) == expected
-        envelope = outbound_envelope(document, fr_bic=SWITCH, to_bic=BANK, cre_dt=NOW)
+        envelope = outbound_envelope(document, fr_bic=SWITCH, to_bic=BANK, cre_dt=NOW).unsigned
         assert_accepted(examiner, envelope)
         assert header(envelope).findtext(Q + "BizMsgIdr") == expected[1]
