@@ -58,13 +58,25 @@ def _ignore_stop_signals_then(init: Callable[[], Any] | None) -> Any:
     return init() if init is not None else None
 
 
-class _Pending(Generic[J, R]):
-    __slots__ = ("done", "job", "result")
+class _Call(Generic[R]):
+    """One `submit`: its jobs' outcomes as they come in, and one event for when the last one has (not one per job:
+    a caller handing over 32 jobs waits once)."""
 
-    def __init__(self, job: J) -> None:
-        self.job = job
+    __slots__ = ("done", "left", "results")
+
+    def __init__(self, n: int) -> None:
         self.done = trio.Event()
-        self.result: outcome.Outcome[R] | None = None
+        self.left = n
+        self.results: list[outcome.Outcome[R] | None] = [None] * n
+
+    def settle(self, index: int, result: outcome.Outcome[R]) -> None:
+        self.results[index] = result
+        self.left -= 1
+        if not self.left:
+            self.done.set()
+
+
+_Queued = tuple[_Call[R], int, J]  # (the call, the job's index in it, the job)
 
 
 class BatchQueue(Generic[J, R]):
@@ -72,7 +84,7 @@ class BatchQueue(Generic[J, R]):
 
     def __init__(self, slots: int, batch_max: int) -> None:
         self.batch_max = batch_max
-        self._send, self._receive = trio.open_memory_channel[_Pending[J, R]](math.inf)
+        self._send, self._receive = trio.open_memory_channel[_Queued[R, J]](math.inf)
         self._slots = trio.Semaphore(slots)  # released by the batch task, not the dispatcher
         self.batches = 0
         self.jobs = 0
@@ -82,18 +94,16 @@ class BatchQueue(Generic[J, R]):
 
         The queue is unbounded: callers bound what they hand over (intake connections, delivery concurrency). The
         wait is shielded: once queued a job runs, and an abandoned waiter would only lose its answer."""
-        pendings = [_Pending[J, R](job) for job in jobs]
-        for p in pendings:
-            self._send.send_nowait(p)
-        with trio.CancelScope(shield=True), trio.move_on_after(timeout_s):
-            for p in pendings:
-                await p.done.wait()
-        out = []
-        for p in pendings:
-            if p.result is None:
-                raise trio.TooSlowError(f"no answer from the worker processes within {timeout_s:g} s")
-            out.append(p.result)
-        return out
+        call: _Call[R] = _Call(len(jobs))
+        for i, job in enumerate(jobs):
+            self._send.send_nowait((call, i, job))
+        if jobs:
+            # Shielded from outside cancellation, but its own deadline still applies.
+            with trio.CancelScope(shield=True, deadline=trio.current_time() + timeout_s):
+                await call.done.wait()
+        if call.left:
+            raise trio.TooSlowError(f"no answer from the worker processes within {timeout_s:g} s")
+        return call.results  # type: ignore[return-value]  # all set once `left` is 0
 
     async def serve(self, run_batch: RunBatch[J, R]) -> NoReturn:
         async with trio.open_nursery() as nursery:
@@ -107,9 +117,9 @@ class BatchQueue(Generic[J, R]):
                         break
                 nursery.start_soon(self._run, run_batch, batch)
 
-    async def _run(self, run_batch: RunBatch[J, R], batch: list[_Pending[J, R]]) -> None:
+    async def _run(self, run_batch: RunBatch[J, R], batch: list[_Queued[R, J]]) -> None:
         try:
-            result = await outcome.acapture(run_batch, [p.job for p in batch])
+            result = await outcome.acapture(run_batch, [job for _, _, job in batch])
         finally:
             self._slots.release()
         self.batches += 1
@@ -118,6 +128,5 @@ class BatchQueue(Generic[J, R]):
         # Outcome can be unwrapped once only, so a shared one failed every caller after the first differently.
         failed = result if isinstance(result, outcome.Error) else None
         outcomes = [outcome.Error(failed.error) for _ in batch] if failed is not None else result.unwrap()
-        for pending, one in zip(batch, outcomes, strict=True):
-            pending.result = one
-            pending.done.set()
+        for (call, index, _), one in zip(batch, outcomes, strict=True):
+            call.settle(index, one)
