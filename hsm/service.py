@@ -155,6 +155,7 @@ class SigningService:
         self._limiter = trio.CapacityLimiter(self.workers)  # the pool's own: see switchd.batches.worker_pool
         # The pin_source_state of the PIN the token last rejected; None: workers may log in. See the module docstring.
         self._rejected_pin: tuple[object, ...] | None = None
+        self._pin_retry = False  # a reload cleared a rejected PIN: the next login is its one retry (see reload)
         self._retry_lock = trio.Lock()  # one job at a time may try a changed PIN
         self._checked: tuple[HsmSettings, dict[str, bytes]] | None = None  # what the last good `check` saw
 
@@ -169,7 +170,10 @@ class SigningService:
         if self._checked is not None and self._checked[0] == settings:
             for label, der in self._checked[1].items():
                 self.certificates[label] = x509.load_der_x509_certificate(der)
-        # New settings: a PIN the token rejected may be tried once more (an operator acted).
+        # New settings: a PIN the token rejected may be tried once more (an operator acted). Once: until a job
+        # has tried it, the others wait their turn under the lock and see what it learnt (without this, a signing
+        # batch and the retry loop each found no rejected PIN and each offered the token the wrong one).
+        self._pin_retry = self._pin_retry or self._rejected_pin is not None
         self._rejected_pin = None
 
     async def check(self, settings: HsmSettings) -> None:
@@ -248,7 +252,7 @@ class SigningService:
         """Run `job(may_login)` under the PIN rule of the module docstring and record what it says about the PIN.
 
         `force`: a login may be tried even with a PIN the token rejected (a check on reload)."""
-        if self._rejected_pin is None and not force:
+        if self._rejected_pin is None and not force and not self._pin_retry:
             return await self._recording_pin(job, True)  # the usual case: no stat, no lock
         async with self._retry_lock:
             may_login = True
@@ -258,6 +262,7 @@ class SigningService:
             result = await self._recording_pin(job, may_login)
             if may_login:
                 self._rejected_pin = None  # a login was allowed and nothing refused the PIN
+                self._pin_retry = False
             return result
 
     async def _recording_pin(self, job: Callable[[bool], Awaitable[T]], may_login: bool) -> T:

@@ -18,6 +18,7 @@ from pathlib import Path
 import msgspec
 import pytest
 import trio
+import trio.testing
 
 from hsm.errors import HsmUnavailable, PinRejected
 from hsm.service import SigningService
@@ -162,6 +163,31 @@ async def test_a_changed_but_still_wrong_pin_and_a_reload_each_get_one_attempt(
                 await service.sign([pacs008()])
             await trio.sleep(RETRY_S)
         assert opens.count() == 4
+
+
+async def test_after_a_reload_concurrent_batches_share_the_one_retry_of_a_rejected_pin(
+    dev_token: DevToken, tmp_path: Path
+) -> None:
+    """Two batches in flight at once in two signer processes right after a reload: one login between them."""
+    async with started_with_wrong_pin(dev_token, tmp_path, "wrong-pin-5151\n", workers=2) as rig:
+        service, opens = rig.service, rig.opens
+        assert opens.count() == 1
+        service.reload(msgspec.structs.replace(service.settings, active="sig-ec"))
+        refused: list[PinRejected] = []
+
+        async def caller() -> None:
+            try:
+                await service.sign([pacs008()])
+            except PinRejected as exc:
+                refused.append(exc)
+
+        async with trio.open_nursery() as callers:
+            callers.start_soon(caller)
+            await trio.testing.wait_all_tasks_blocked()  # the first batch is out: the second is a batch of its own
+            callers.start_soon(caller)
+        assert len(refused) == 2
+        assert service.statistics().batches >= 2
+        assert opens.count() == 2, "the wrong PIN was offered again by the second batch after the reload"
 
 
 def ignored_signals(pid: int) -> int:
