@@ -137,7 +137,7 @@ class Daemon:
                 await delivery_nursery.start(task)
             await delivery_nursery.start(self.deliveries.run)
             async with trio.open_nursery() as nursery:
-                addrs = await nursery.start(serve_http, cfg.http, api.handle)
+                addrs = await nursery.start(partial(serve_http, cfg.http, api.handle, precheck=api.precheck))
                 state.ready = True
                 metrics.ready.set(1)
                 elapsed = time.perf_counter() - started

@@ -119,7 +119,7 @@ class Api:
             return Response.error(404, "not_found", f"no such resource: {path}")
         participant = self._authenticate(req)
         if participant is None:
-            return Response.error(401, "unauthenticated", "send 'Authorization: Bearer <token>' or a client cert")
+            return _unauthenticated()
         if parts == ["v1", "messages"]:
             if req.method != "POST":
                 return _not_allowed("POST")
@@ -133,6 +133,14 @@ class Api:
         if parts == ["v1", "reports"]:
             return await self._list_reports(parse_qs(url.query), participant)
         return Response.error(404, "not_found", f"no such resource: {path}")
+
+    def precheck(self, req: Request) -> Response | None:
+        """From the request's head, before its body is read (server.Precheck): 401 for an unauthenticated upload
+        to /v1/, so it is refused without being invited to send the body."""
+        if urlsplit(req.target).path.startswith("/v1/") and self._authenticate(req) is None:
+            self.metrics.http_requests.labels(req.method, "401").inc()
+            return _unauthenticated()
+        return None
 
     def _authenticate(self, req: Request) -> Participant | None:
         cfg = self._config()
@@ -236,3 +244,7 @@ class Api:
 
 def _not_allowed(allow: str) -> Response:
     return Response.error(405, "method_not_allowed", f"use {allow}", allow=allow)
+
+
+def _unauthenticated() -> Response:
+    return Response.error(401, "unauthenticated", "send 'Authorization: Bearer <token>' or a client cert")

@@ -9,6 +9,7 @@ connection that stalls past the request timeout is closed.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import ssl
@@ -25,6 +26,9 @@ log = logging.getLogger("switchd.http")
 READ_SIZE = 65536
 MAX_HEADER_BYTES = 32 * 1024
 Handler = Callable[[Request], Awaitable[Response]]
+# Looks at a request's head before its body is read (the body is b""): a response refuses it there and then, so a
+# client that cannot be let in is never invited to upload (no 100 Continue) and no body is read for it.
+Precheck = Callable[[Request], Response | None]
 
 
 class _BodyTooLarge(Exception):
@@ -48,6 +52,7 @@ async def serve_http(
     cfg: HttpConfig,
     handler: Handler,
     *,
+    precheck: Precheck | None = None,
     task_status: trio.TaskStatus[list[Any]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Listen on cfg.host:cfg.port (0 = any free port) and serve until cancelled.
@@ -60,7 +65,7 @@ async def serve_http(
     addrs = [ln.socket.getsockname() for ln in listeners]
     async with trio.open_nursery() as nursery:
         for ln in listeners:
-            nursery.start_soon(_accept_loop, ln, ctx, cfg, handler, limiter)
+            nursery.start_soon(_accept_loop, ln, ctx, cfg, handler, precheck, limiter)
         task_status.started(addrs)
 
 
@@ -69,6 +74,7 @@ async def _accept_loop(
     ctx: ssl.SSLContext | None,
     cfg: HttpConfig,
     handler: Handler,
+    precheck: Precheck | None,
     limiter: trio.Semaphore,
 ) -> None:
     async with listener, trio.open_nursery() as nursery:
@@ -82,7 +88,7 @@ async def _accept_loop(
                 log.error("accept failed: %s", exc)
                 await trio.sleep(0.1)
                 continue
-            nursery.start_soon(_connection, stream, ctx, cfg, handler, limiter)
+            nursery.start_soon(_connection, stream, ctx, cfg, handler, precheck, limiter)
 
 
 async def _connection(
@@ -90,6 +96,7 @@ async def _connection(
     ctx: ssl.SSLContext | None,
     cfg: HttpConfig,
     handler: Handler,
+    precheck: Precheck | None,
     limiter: trio.Semaphore,
 ) -> None:
     peer = "-"
@@ -109,7 +116,7 @@ async def _connection(
                 cert_fp = hashlib.sha256(der).hexdigest() if der else None
                 stream = tls
             async with stream:
-                await _serve_connection(stream, cfg, handler, peer, cert_fp)
+                await _serve_connection(stream, cfg, handler, precheck, peer, cert_fp)
     except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError) as exc:
         # One client's broken connection is its own business; never touch the (dead) socket here.
         log.debug("connection from %s ended: %s", peer, exc)
@@ -118,7 +125,12 @@ async def _connection(
 
 
 async def _serve_connection(
-    stream: trio.abc.Stream, cfg: HttpConfig, handler: Handler, peer: str, cert_fp: str | None
+    stream: trio.abc.Stream,
+    cfg: HttpConfig,
+    handler: Handler,
+    precheck: Precheck | None,
+    peer: str,
+    cert_fp: str | None,
 ) -> None:
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
     while True:
@@ -144,6 +156,19 @@ async def _serve_connection(
         if declared is not None and declared.isdigit() and int(declared) > cfg.max_body_bytes:
             await _send_simple(conn, stream, _too_large(cfg))
             return  # we did not read the body, so this connection cannot be reused
+        head = Request(
+            method=event.method.decode("ascii", "replace"),
+            target=event.target.decode("ascii", "replace"),
+            headers=headers,
+            body=b"",
+            peer_cert_sha256=cert_fp,
+            peer=peer,
+        )
+        has_body = (declared is not None and declared != "0") or "transfer-encoding" in headers
+        refused = precheck(head) if precheck is not None and has_body else None
+        if refused is not None:
+            await _send_simple(conn, stream, refused)
+            return  # the body (if any) was not read, so this connection cannot be reused
         try:
             with trio.fail_after(cfg.request_timeout_s):
                 if conn.they_are_waiting_for_100_continue:
@@ -161,14 +186,7 @@ async def _serve_connection(
         except h11.RemoteProtocolError as exc:
             await _send_simple(conn, stream, Response.error(exc.error_status_hint, "bad_request", str(exc)))
             return
-        request = Request(
-            method=event.method.decode("ascii", "replace"),
-            target=event.target.decode("ascii", "replace"),
-            headers=headers,
-            body=body,
-            peer_cert_sha256=cert_fp,
-            peer=peer,
-        )
+        request = dataclasses.replace(head, body=body)
         try:
             response = await handler(request)
         except Exception:

@@ -130,6 +130,27 @@ async def test_too_large_body_gets_413_without_a_100(daemon: RunningDaemon) -> N
             assert await client.stream.receive_some(1) == b""
 
 
+@pytest.mark.parametrize("authorization", [None, "Bearer not-a-token"])
+async def test_unauthenticated_upload_gets_401_without_a_100(daemon: RunningDaemon, authorization: str | None) -> None:
+    body = pacs008(msg_id="EXPECT-NOBODY")
+    headers = [(k, v) for k, v in _headers(daemon, ("Content-Length", str(len(body)))) if k != "Authorization"]
+    if authorization is not None:
+        headers.append(("Authorization", authorization))
+    client = await _open(daemon)
+    async with client.stream:
+        with trio.fail_after(HANG_GUARD_S):
+            await client.send(h11.Request(method="POST", target="/v1/messages", headers=headers))
+            first = await client.next_event()
+            # Refused from its headers: never invited to upload a body that would be refused anyway.
+            assert isinstance(first, h11.Response), first
+            assert first.status_code == 401
+            assert json.loads(await client.rest_of_response())["error"] == "unauthenticated"
+            assert await client.stream.receive_some(1) == b""  # the body was not read: the connection ends
+    async with daemon.client(None) as http:
+        metrics = (await http.get("/metrics")).text  # counted like any other 401
+    assert 'switchd_http_requests_total{method="POST",status="401"} 1.0' in metrics
+
+
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 async def test_curl_waiting_for_100_continue_gets_its_answer(daemon: RunningDaemon, tmp_path: Any) -> None:
     """curl as users run it, told to wait for the 100 as long as it takes: without it the server's 408 comes."""
