@@ -82,6 +82,14 @@ async def start_service(nursery: trio.Nursery, service: SigningService, *, requi
         )
 
 
+async def sign_refused(service: SigningService, refused: list[PinRejected]) -> None:
+    """Sign one message; its PinRejected goes into `refused` (anything else fails the test)."""
+    try:
+        await service.sign([pacs008()])
+    except PinRejected as exc:
+        refused.append(exc)
+
+
 @dataclass(frozen=True)
 class WrongPin:
     """A signing service started with a PIN file the token rejects, and the count of that file's opens."""
@@ -122,15 +130,9 @@ async def test_a_rejected_pin_is_tried_once_then_not_again_until_the_pin_file_ch
             await trio.sleep(RETRY_S / 2)
         refused: list[PinRejected] = []
 
-        async def caller() -> None:
-            try:
-                await service.sign([pacs008()])
-            except PinRejected as exc:
-                refused.append(exc)
-
         async with trio.open_nursery() as callers:  # and concurrently
             for _ in range(4):
-                callers.start_soon(caller)
+                callers.start_soon(sign_refused, service, refused)
         assert len(refused) == 4
         assert opens.count() == 1, "the wrong PIN was offered to the token more than once"
         assert not service.ready and "rejected the PIN" in (service.statistics().last_error or "")
@@ -175,16 +177,10 @@ async def test_after_a_reload_concurrent_batches_share_the_one_retry_of_a_reject
         service.reload(msgspec.structs.replace(service.settings, active="sig-ec"))
         refused: list[PinRejected] = []
 
-        async def caller() -> None:
-            try:
-                await service.sign([pacs008()])
-            except PinRejected as exc:
-                refused.append(exc)
-
         async with trio.open_nursery() as callers:
-            callers.start_soon(caller)
+            callers.start_soon(sign_refused, service, refused)
             await trio.testing.wait_all_tasks_blocked()  # the first batch is out: the second is a batch of its own
-            callers.start_soon(caller)
+            callers.start_soon(sign_refused, service, refused)
         assert len(refused) == 2
         assert service.statistics().batches >= 2
         assert opens.count() == 2, "the wrong PIN was offered again by the second batch after the reload"
