@@ -34,7 +34,6 @@ from typing import Any, TypeVar
 
 import outcome
 import trio
-import trio_parallel
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -44,7 +43,7 @@ from hsm.settings import HsmSettings
 from hsm.signer import SignedMessage, Signer
 from hsm.token import pin_source_state
 from hsm.xmldsig import Verified, verify_envelope
-from switchd.batches import BatchQueue, worker_pool
+from switchd.batches import BatchQueue, WorkerPool, worker_pool
 
 _DER = Encoding.DER
 ANSWER_TIMEOUT_S = 30.0  # the longest a caller waits for its batch to be signed
@@ -151,8 +150,7 @@ class SigningService:
         self.ready = False
         self.last_error: str | None = None
         self._ready_event = trio.Event()
-        self._ctx: trio_parallel.WorkerContext | None = None
-        self._limiter = trio.CapacityLimiter(self.workers)  # the pool's own: see switchd.batches.worker_pool
+        self._pool: WorkerPool | None = None
         # The pin_source_state of the PIN the token last rejected; None: workers may log in. See the module docstring.
         self._rejected_pin: tuple[object, ...] | None = None
         self._pin_retry = False  # a reload cleared a rejected PIN: the next login is its one retry (see reload)
@@ -184,15 +182,13 @@ class SigningService:
         token unreachable or refusing the PIN: a PIN it rejected before is tried once more, this is an operator's
         reload). Readiness and the running settings are left as they were.
         """
-        ctx = self._ctx
-        if ctx is None:
+        pool = self._pool
+        if pool is None:
             raise HsmUnavailable("the signing service is not running")
 
         async def job(may_login: bool) -> dict[str, bytes]:
             # Cancellable (it kills the worker): a token that hangs must not hold up the daemon's reloads for ever.
-            ders: dict[str, bytes] = await ctx.run_sync(
-                check_worker, settings, may_login, kill_on_cancel=True, limiter=self._limiter
-            )
+            ders: dict[str, bytes] = await pool.run_sync(check_worker, settings, may_login, kill_on_cancel=True)
             return ders
 
         try:
@@ -228,21 +224,21 @@ class SigningService:
         """
         failed: HsmUnavailable | None = None
         try:
-            async with worker_pool(None, "signer") as ctx:
-                self._ctx = ctx
+            async with worker_pool(None, self.workers, "signer") as pool:
+                self._pool = pool
                 try:
-                    await self._warm(ctx)
+                    await self._warm(pool)
                 except HsmUnavailable as exc:
                     if require_ready:
                         failed = exc
                 if failed is None:
                     async with trio.open_nursery() as nursery:
                         if not self.ready:
-                            nursery.start_soon(self._keep_warming, ctx, retry_s)
+                            nursery.start_soon(self._keep_warming, pool, retry_s)
                         task_status.started()
-                        await self.queue.serve(partial(self._run_batch, ctx))
+                        await self.queue.serve(partial(self._run_batch, pool))
         finally:
-            self._ctx = None
+            self._pool = None
         # Raised here, after the worker context closed, so `nursery.start` sees HsmUnavailable itself rather than
         # an ExceptionGroup around it.
         if failed is not None:
@@ -286,9 +282,9 @@ class SigningService:
         self.last_error = str(error)
         return error
 
-    async def _prepare(self, ctx: trio_parallel.WorkerContext, settings: HsmSettings, force: bool) -> dict[str, bytes]:
+    async def _prepare(self, pool: WorkerPool, settings: HsmSettings, force: bool) -> dict[str, bytes]:
         async def job(may_login: bool) -> dict[str, bytes]:
-            ders: dict[str, bytes] = await ctx.run_sync(prepare_worker, settings, may_login, limiter=self._limiter)
+            ders: dict[str, bytes] = await pool.run_sync(prepare_worker, settings, may_login)
             return ders
 
         try:
@@ -298,17 +294,17 @@ class SigningService:
         except BaseException as exc:
             raise self._failed(exc) from None
 
-    async def _warm(self, ctx: trio_parallel.WorkerContext) -> None:
+    async def _warm(self, pool: WorkerPool) -> None:
         settings = self._settings
         # One worker first: a PIN the token refuses then costs one failed login, not one per worker.
-        ders = await self._prepare(ctx, settings, False)
+        ders = await self._prepare(pool, settings, False)
         if self.workers > 1:
             # Then one concurrent job per worker: each lands in its own process (a busy worker takes no second job);
             # the first one's is a no-op, it is logged in already.
             results: list[outcome.Outcome[dict[str, bytes]]] = []
 
             async def one() -> None:
-                results.append(await outcome.acapture(self._prepare, ctx, settings, False))
+                results.append(await outcome.acapture(self._prepare, pool, settings, False))
 
             async with trio.open_nursery() as warm:
                 for _ in range(self.workers):
@@ -321,23 +317,19 @@ class SigningService:
         self.last_error = None
         self._ready_event.set()
 
-    async def _keep_warming(self, ctx: trio_parallel.WorkerContext, retry_s: float) -> None:
+    async def _keep_warming(self, pool: WorkerPool, retry_s: float) -> None:
         while not self.ready:
             await trio.sleep(retry_s)
             try:
-                await self._warm(ctx)
+                await self._warm(pool)
             except HsmUnavailable:
                 continue
 
-    async def _run_batch(
-        self, ctx: trio_parallel.WorkerContext, items: list[Item]
-    ) -> list[outcome.Outcome[ItemResult]]:
+    async def _run_batch(self, pool: WorkerPool, items: list[Item]) -> list[outcome.Outcome[ItemResult]]:
         signs = any(item[0] == "sign" for item in items)
 
         async def job(may_login: bool) -> list[ItemResult]:
-            results: list[ItemResult] = await ctx.run_sync(
-                run_batch, self._settings, items, may_login, limiter=self._limiter
-            )
+            results: list[ItemResult] = await pool.run_sync(run_batch, self._settings, items, may_login)
             return results
 
         try:

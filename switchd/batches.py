@@ -27,9 +27,23 @@ RunBatch = Callable[[list[J]], Awaitable[list[outcome.Outcome[R]]]]
 log = logging.getLogger("switchd.workers")
 
 
+class WorkerPool:
+    """Spawned worker processes; `run_sync` runs a job in one of them under the pool's own limiter."""
+
+    def __init__(self, ctx: trio_parallel.WorkerContext, processes: int) -> None:
+        self._ctx = ctx
+        # Its own, of its process count: trio-parallel's default limiter (cores) is shared by every pool, so one
+        # pool's jobs could wait on another's and its warm-up reuse one process.
+        self._limiter = trio.CapacityLimiter(processes)
+
+    async def run_sync(self, fn: Callable[..., R], *args: Any, kill_on_cancel: bool = False) -> R:
+        result: R = await self._ctx.run_sync(fn, *args, kill_on_cancel=kill_on_cancel, limiter=self._limiter)
+        return result
+
+
 @asynccontextmanager
-async def worker_pool(init: Callable[[], Any] | None, what: str) -> AsyncIterator[trio_parallel.WorkerContext]:
-    """A pool of spawned worker processes that only the daemon stops, for `run_sync(..., limiter=<the pool's own>)`.
+async def worker_pool(init: Callable[[], Any] | None, processes: int, what: str) -> AsyncIterator[WorkerPool]:
+    """A pool of `processes` spawned worker processes that only the daemon stops.
 
     - Each process runs `init` (if any) before its first job, after ignoring SIGTERM and SIGINT: `systemctl stop`
       (without KillMode=mixed), `timeout` and Ctrl-C signal the whole process group, and a worker that died of it
@@ -38,14 +52,12 @@ async def worker_pool(init: Callable[[], Any] | None, what: str) -> AsyncIterato
     - A worker that died anyway (killed from outside, OOM) makes trio-parallel's close raise BrokenWorkerError;
       the work is over by then, so it is logged, and whatever was ending the pool (a cancellation, as a rule) goes
       on as if the close had been clean.
-    Give each pool its own trio.CapacityLimiter of its process count: trio-parallel's default one (cores) is shared
-    by every pool, so one pool's jobs could wait on another's and its warm-up reuse one process.
     """
     try:
         async with trio_parallel.open_worker_context(
             idle_timeout=math.inf, grace_period=10.0, init=partial(_ignore_stop_signals_then, init)
         ) as ctx:
-            yield ctx
+            yield WorkerPool(ctx, processes)
     except trio_parallel.BrokenWorkerError as exc:
         log.warning("%s processes ended uncleanly at shutdown: %s", what, exc.args[0] if exc.args else exc)
         if exc.__context__ is not None:

@@ -15,9 +15,8 @@ from typing import Protocol
 
 import outcome
 import trio
-import trio_parallel
 
-from switchd.batches import BatchQueue, worker_pool
+from switchd.batches import BatchQueue, WorkerPool, worker_pool
 from switchd.examine import Examiner, Job, Verdict
 from switchd.schemas import load_schemas
 
@@ -85,25 +84,24 @@ class ProcessExaminer:
         self.max_bytes = max_bytes
         self.workers = workers
         self.queue = BatchQueue[Job, Verdict](workers, batch_max)
-        self._limiter = trio.CapacityLimiter(workers)  # the pool's own: see batches.worker_pool
 
     async def verdict(self, job: Job) -> Verdict:
         (result,) = await self.queue.submit([job])
         return result.unwrap()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with worker_pool(partial(_prepare, self.schema_dir, self.max_bytes), "intake worker") as ctx:
+        async with worker_pool(
+            partial(_prepare, self.schema_dir, self.max_bytes), self.workers, "intake worker"
+        ) as pool:
             # Warm every worker (spawn + import + schema compile) before the daemon says it is ready.
             async with trio.open_nursery() as warm:
                 for _ in range(self.workers):
-                    warm.start_soon(
-                        partial(ctx.run_sync, _prepare, self.schema_dir, self.max_bytes, limiter=self._limiter)
-                    )
+                    warm.start_soon(partial(pool.run_sync, _prepare, self.schema_dir, self.max_bytes))
             task_status.started()
-            await self.queue.serve(partial(self._run_batch, ctx))
+            await self.queue.serve(partial(self._run_batch, pool))
 
-    async def _run_batch(self, ctx: trio_parallel.WorkerContext, jobs: list[Job]) -> list[outcome.Outcome[Verdict]]:
-        verdicts = await ctx.run_sync(examine_batch, self.schema_dir, self.max_bytes, jobs, limiter=self._limiter)
+    async def _run_batch(self, pool: WorkerPool, jobs: list[Job]) -> list[outcome.Outcome[Verdict]]:
+        verdicts = await pool.run_sync(examine_batch, self.schema_dir, self.max_bytes, jobs)
         return [outcome.Error(v) if isinstance(v, ExamineFailed) else outcome.Value(v) for v in verdicts]
 
 
