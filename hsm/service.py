@@ -151,9 +151,9 @@ class SigningService:
         self.last_error: str | None = None
         self._ready_event = trio.Event()
         self._pool: WorkerPool | None = None
-        # The pin_source_state of the PIN the token last rejected; None: workers may log in. See the module docstring.
+        # The pin_source_state of the PIN the token last rejected, _RETRY_ONCE after a reload (one attempt allowed),
+        # None: workers may log in. See the module docstring.
         self._rejected_pin: tuple[object, ...] | None = None
-        self._pin_retry = False  # a reload cleared a rejected PIN: the next login is its one retry (see reload)
         self._retry_lock = trio.Lock()  # one job at a time may try a changed PIN
         self._checked: tuple[HsmSettings, dict[str, bytes]] | None = None  # what the last good `check` saw
 
@@ -168,11 +168,11 @@ class SigningService:
         if self._checked is not None and self._checked[0] == settings:
             for label, der in self._checked[1].items():
                 self.certificates[label] = x509.load_der_x509_certificate(der)
-        # New settings: a PIN the token rejected may be tried once more (an operator acted). Once: until a job
-        # has tried it, the others wait their turn under the lock and see what it learnt (without this, a signing
-        # batch and the retry loop each found no rejected PIN and each offered the token the wrong one).
-        self._pin_retry = self._pin_retry or self._rejected_pin is not None
-        self._rejected_pin = None
+        # New settings: a PIN the token rejected may be tried once more (an operator acted). Once: the sentinel
+        # differs from every PIN source, so the first job under the lock logs in, and the others wait their turn and
+        # see what it learnt (with None here, a signing batch and the retry loop each offered the wrong PIN).
+        if self._rejected_pin is not None:
+            self._rejected_pin = _RETRY_ONCE
 
     async def check(self, settings: HsmSettings) -> None:
         """Whether `settings` can sign, before `reload(settings)`: in a signer process, log in if need be and look up
@@ -248,7 +248,7 @@ class SigningService:
         """Run `job(may_login)` under the PIN rule of the module docstring and record what it says about the PIN.
 
         `force`: a login may be tried even with a PIN the token rejected (a check on reload)."""
-        if self._rejected_pin is None and not force and not self._pin_retry:
+        if self._rejected_pin is None and not force:
             return await self._recording_pin(job, True)  # the usual case: no stat, no lock
         async with self._retry_lock:
             may_login = True
@@ -258,7 +258,6 @@ class SigningService:
             result = await self._recording_pin(job, may_login)
             if may_login:
                 self._rejected_pin = None  # a login was allowed and nothing refused the PIN
-                self._pin_retry = False
             return result
 
     async def _recording_pin(self, job: Callable[[bool], Awaitable[T]], may_login: bool) -> T:
@@ -391,6 +390,9 @@ class SigningService:
             raise r
         assert isinstance(r, tuple)
         return Verified(x509.load_der_x509_certificate(r[0]), r[1])
+
+
+_RETRY_ONCE: tuple[object, ...] = ("retry once after a reload",)  # equal to no pin_source_state
 
 
 def _pin_hint(settings: HsmSettings) -> str:
