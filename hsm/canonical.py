@@ -17,7 +17,7 @@ from typing import NamedTuple
 from lxml import etree
 
 from hsm.errors import SigningError
-from hsm.xmldsig import SignFn, SigningKey, c14n, digest_b64, new_key_info_id, sgntr_of
+from hsm.xmldsig import SignFn, SigningKey, c14n, digest_b64, new_key_info_id, refuse_signed, sgntr_of
 from switchd.iso.xml import namespace_of
 
 # An empty Sgntr as exclusive C14N writes it, with or without a prefix (the outbound AppHdr has none).
@@ -56,15 +56,14 @@ def canonical_envelope(wrapper: etree._Element, app_hdr: etree._Element, documen
     had_sgntr = next(app_hdr.iterchildren(q + "Sgntr"), None) is not None
     sgntr = sgntr_of(app_hdr)  # where head.001 puts it, inserted if missing
     try:
-        if len(sgntr) or (sgntr.text or "").strip():
-            raise SigningError("the AppHdr is already signed (Sgntr is not empty)")
+        refuse_signed(sgntr)
         hdr = c14n(app_hdr)
     finally:
         if not had_sgntr:
             app_hdr.remove(sgntr)
     found = _EMPTY_SGNTR.search(hdr)  # the first is the header's own: Sgntr precedes Rltd, the only later element
-    if found is None:  # c14n writes an empty element as its start and end tags, so this is a bug
-        raise SigningError("no empty Sgntr in the canonical AppHdr")
+    if found is None:  # text or a comment in it: no place to put the signature alone
+        raise SigningError("the AppHdr's Sgntr is not empty")
     wrapped = c14n(wrapper)
     cut = wrapped.index(b">") + 1
     return CanonicalEnvelope(

@@ -357,9 +357,9 @@ class SigningService:
         """Sign each envelope (`<AnyRoot><AppHdr/><Document/></AnyRoot>`, as bytes or laid out for signing by
         hsm.canonical) with the active key, in order.
 
-        Of a laid-out envelope only its two digests go to a signer process, and the ds:Signature that comes back is
-        spliced in here: the envelope itself never crosses the pipe (writing it there cost more CPU in this
-        process than the splice, bench/sign_bench.py).
+        Of a laid-out envelope only its two digests go to a signer process (88 bytes instead of the envelope out and
+        the signed envelope back, ~11 KB for a 4.5 KB pacs.008), and the ds:Signature that comes back is spliced
+        in here.
 
         Raises HsmUnavailable if the token cannot sign now (nothing is returned, the caller retries later) and
         SigningError for an envelope that is not AppHdr + Document or is already signed.

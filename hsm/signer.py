@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from hsm.canonical import CanonicalEnvelope, Digests, sign_canonical, signature_element
+from hsm.canonical import Digests, signature_element
 from hsm.errors import HsmUnavailable, SigningError
 from hsm.settings import HsmSettings
 from hsm.token import Token
@@ -57,13 +57,13 @@ class Signer:
         }
 
     def sign(
-        self, items: Sequence[bytes | CanonicalEnvelope | Digests], settings: HsmSettings | None = None
+        self, items: Sequence[bytes | Digests], settings: HsmSettings | None = None
     ) -> list[SignedMessage | SigningError]:
         """Sign each item with the active key of `settings` (default: those the token was opened with).
 
-        Envelope bytes are parsed and canonicalised (xmldsig), a CanonicalEnvelope is signed as it is laid out;
-        for both `data` is the signed envelope. For Digests (of a CanonicalEnvelope, computed by the caller, so
-        the envelope need not come here) `data` is the ds:Signature element, for canonical.insert_signature.
+        Envelope bytes are parsed and canonicalised (xmldsig); `data` is the signed envelope. For the Digests of a
+        laid-out envelope (hsm.canonical: the envelope itself need not come here) `data` is the ds:Signature
+        element, for canonical.insert_signature.
         An item that cannot be signed gets its SigningError in its place; HsmUnavailable (token failure) is raised
         for the whole batch, since nothing after it could be signed either.
         """
@@ -82,8 +82,6 @@ class Signer:
             try:
                 if isinstance(item, Digests):
                     signed = signature_element(item, key.signing, sign_signed_info)
-                elif isinstance(item, CanonicalEnvelope):
-                    signed = sign_canonical(item, key.signing, sign_signed_info)
                 else:
                     signed = sign_envelope(item, key.signing, sign_signed_info)
             except HsmUnavailable:

@@ -290,6 +290,12 @@ def sgntr_of(app_hdr: etree._Element) -> etree._Element:
     return sgntr
 
 
+def refuse_signed(sgntr: etree._Element) -> None:
+    """Raise SigningError if the Sgntr holds an element (a signature already)."""
+    if any(isinstance(c.tag, str) for c in sgntr):
+        raise SigningError("the AppHdr is already signed (Sgntr is not empty)")
+
+
 def sign_tree(root: etree._Element, key: SigningKey, sign: SignFn, *, key_info_id: str | None = None) -> None:
     """Sign the envelope `root` in place: an enveloped signature in AppHdr/Sgntr.
 
@@ -301,8 +307,7 @@ def sign_tree(root: etree._Element, key: SigningKey, sign: SignFn, *, key_info_i
         raise SigningError(parts)
     app_hdr, document = parts
     sgntr = sgntr_of(app_hdr)
-    if any(isinstance(c.tag, str) for c in sgntr):
-        raise SigningError("the AppHdr is already signed (Sgntr is not empty)")
+    refuse_signed(sgntr)
 
     # Digests first: the AppHdr as it is now (empty Sgntr) is exactly what the enveloped transform will leave.
     hdr_digest = digest_b64(c14n(app_hdr))
