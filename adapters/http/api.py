@@ -7,6 +7,7 @@ that ids cannot be probed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ class Request:
     body: bytes = b""
     peer_cert_sha256: str | None = None
     peer: str | None = None
+    participant: Participant | None = None  # authenticated from the head already (Api.precheck)
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,7 @@ class Api:
             return Response(200, self.metrics.render(), content_type="text/plain; version=0.0.4; charset=utf-8")
         if parts[:2] != ["v1", "messages"] and parts[:2] != ["v1", "reports"]:
             return Response.error(404, "not_found", f"no such resource: {path}")
-        participant = self._authenticate(req)
+        participant = req.participant or self._authenticate(req)
         if participant is None:
             return _unauthenticated()
         if parts == ["v1", "messages"]:
@@ -134,13 +136,16 @@ class Api:
             return await self._list_reports(parse_qs(url.query), participant)
         return Response.error(404, "not_found", f"no such resource: {path}")
 
-    def precheck(self, req: Request) -> Response | None:
+    def precheck(self, req: Request) -> Response | Request:
         """From the request's head, before its body is read (server.Precheck): 401 for an unauthenticated upload
-        to /v1/, so it is refused without being invited to send the body."""
-        if urlsplit(req.target).path.startswith("/v1/") and self._authenticate(req) is None:
+        to /v1/, so it is refused without being invited to send the body; else the request with its participant."""
+        if not urlsplit(req.target).path.startswith("/v1/"):
+            return req
+        participant = self._authenticate(req)
+        if participant is None:
             self.metrics.http_requests.labels(req.method, "401").inc()
             return _unauthenticated()
-        return None
+        return dataclasses.replace(req, participant=participant)
 
     def _authenticate(self, req: Request) -> Participant | None:
         cfg = self._config()

@@ -26,9 +26,10 @@ log = logging.getLogger("switchd.http")
 READ_SIZE = 65536
 MAX_HEADER_BYTES = 32 * 1024
 Handler = Callable[[Request], Awaitable[Response]]
-# Looks at a request's head before its body is read (the body is b""): a response refuses it there and then, so a
-# client that cannot be let in is never invited to upload (no 100 Continue) and no body is read for it.
-Precheck = Callable[[Request], Response | None]
+# Looks at a request's head before its body is read (the body is b""): a Response refuses it there and then, so a
+# client that cannot be let in is never invited to upload (no 100 Continue) and no body is read for it; else the
+# request goes on as returned (the API notes who it authenticated, so the handler does not do it again).
+Precheck = Callable[[Request], Response | Request]
 
 
 class _BodyTooLarge(Exception):
@@ -165,9 +166,9 @@ async def _serve_connection(
             peer=peer,
         )
         has_body = (declared is not None and declared != "0") or "transfer-encoding" in headers
-        refused = precheck(head) if precheck is not None and has_body else None
-        if refused is not None:
-            await _send_simple(conn, stream, refused)
+        checked = precheck(head) if precheck is not None and has_body else head
+        if isinstance(checked, Response):
+            await _send_simple(conn, stream, checked)
             return  # the body (if any) was not read, so this connection cannot be reused
         try:
             with trio.fail_after(cfg.request_timeout_s):
@@ -186,7 +187,7 @@ async def _serve_connection(
         except h11.RemoteProtocolError as exc:
             await _send_simple(conn, stream, Response.error(exc.error_status_hint, "bad_request", str(exc)))
             return
-        request = dataclasses.replace(head, body=body)
+        request = dataclasses.replace(checked, body=body)
         try:
             response = await handler(request)
         except Exception:
