@@ -8,9 +8,15 @@ CONFIG ?= conf/switchd.toml
 # Debian packages the project runs and tests against (SoftHSM token, xmlsec1 checks, a real sshd/sftp).
 APT_PACKAGES := softhsm2 xmlsec1 openssh-server openssh-client sqlite3 libxml2 libxslt1.1 curl
 
-.PHONY: setup run test lint bench clean-data schemas
+.PHONY: setup bytecode run test lint bench clean-data schemas
 
-setup: $(VENV)/.installed $(DATA)/.ready
+setup: $(VENV)/.installed $(DATA)/.ready bytecode
+
+# The project's own modules compiled ahead, as pip does for the dependencies: where PYTHONDONTWRITEBYTECODE is set
+# (CI images often set it) every start of the daemon and of each of its worker processes would compile them all
+# again (~0.1-0.2 s). Quick when nothing changed; an edited module is still compiled afresh when imported.
+bytecode: $(VENV)/.installed
+	@$(BIN)/python -m compileall -q switchd adapters hsm
 
 $(VENV)/.debian:
 	@missing=""; for p in $(APT_PACKAGES); do \

@@ -81,7 +81,8 @@ class Daemon:
             verdicts: VerdictSource = InlineExaminer(examiner)
             pool = None
             if cfg.intake_workers > 0:
-                pool = ProcessExaminer(cfg.schema_dir, cfg.http.max_body_bytes, cfg.intake_workers)
+                # Ready before the workers are warm: until they are, this thread examines (switchd.workers).
+                pool = ProcessExaminer(cfg.schema_dir, cfg.http.max_body_bytes, cfg.intake_workers, until_warm=verdicts)
                 verdicts = pool
             # Intake workers and signer processes spawn side by side: each compiles or logs in for ~0.5 s, and
             # one after the other they would take start-up past its 2 s budget.

@@ -2,12 +2,15 @@
 
 Theory of operation. Examining a message (parse, validate, rules, report) is Python CPU work that holds the GIL,
 so threads do not scale it; processes do. Each worker is spawned (not forked), compiles the schemas once, and
-receives adaptive batches (switchd/batches.py).
+receives adaptive batches (switchd/batches.py). Spawning and compiling take ~0.5 s, so until the workers are warm
+the pool may examine inline (`until_warm`): the daemon is ready without waiting for them.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -15,12 +18,14 @@ from typing import Protocol
 
 import outcome
 import trio
+import trio_parallel
 
 from switchd.batches import BatchQueue, WorkerPool, worker_pool
 from switchd.examine import Examiner, Job, Verdict
 from switchd.schemas import load_schemas
 
 BATCH_MAX = 64
+log = logging.getLogger("switchd.workers")
 
 
 class VerdictSource(Protocol):
@@ -75,29 +80,66 @@ class ExamineFailed(Exception):
 
 
 class ProcessExaminer:
-    """A pool of `workers` examiner processes; `run()` must be running (nursery.start) while `verdict` is used."""
+    """A pool of `workers` examiner processes; `run()` must be running (nursery.start) while `verdict` is used.
 
-    def __init__(self, schema_dir: Path, max_bytes: int, workers: int, batch_max: int = BATCH_MAX) -> None:
+    With `until_warm`, `run` reports started at once and `verdict` uses `until_warm` until every worker has been
+    spawned and has compiled the schemas; without it, `run` reports started only then."""
+
+    def __init__(
+        self,
+        schema_dir: Path,
+        max_bytes: int,
+        workers: int,
+        batch_max: int = BATCH_MAX,
+        *,
+        until_warm: VerdictSource | None = None,
+    ) -> None:
         if workers < 1:
             raise ValueError("ProcessExaminer needs at least one worker")
         self.schema_dir = str(schema_dir)
         self.max_bytes = max_bytes
         self.workers = workers
         self.queue = BatchQueue[Job, Verdict](workers, batch_max)
+        self._until_warm = until_warm
+        self.warm = trio.Event()
 
     async def verdict(self, job: Job) -> Verdict:
+        if self._until_warm is not None and not self.warm.is_set():
+            return await self._until_warm.verdict(job)
         (result,) = await self.queue.submit([job])
         return result.unwrap()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        started = time.perf_counter()
         async with worker_pool(
             partial(_prepare, self.schema_dir, self.max_bytes), self.workers, "intake worker"
         ) as pool:
-            # Warm every worker (spawn + import + schema compile) before the daemon says it is ready.
+            if self._until_warm is not None:
+                task_status.started()
+            # Warm every worker (spawn + import + schema compile).
+            died: list[trio_parallel.BrokenWorkerError] = []
+
+            async def warm_one() -> None:
+                try:
+                    await pool.run_sync(_prepare, self.schema_dir, self.max_bytes)
+                except trio_parallel.BrokenWorkerError as exc:
+                    if self._until_warm is None:
+                        raise
+                    died.append(exc)
+
             async with trio.open_nursery() as warm:
                 for _ in range(self.workers):
-                    warm.start_soon(partial(pool.run_sync, _prepare, self.schema_dir, self.max_bytes))
-            task_status.started()
+                    warm.start_soon(warm_one)
+            if died:
+                # Killed before it could ignore SIGTERM (`systemctl stop` signals the whole group, and it may come
+                # while the daemon starts), or by the OOM killer: the daemon stays up and examines on its own
+                # thread. The next start tries again.
+                log.warning("an intake worker process died while starting (%s): examining in the daemon", died[0])
+                await trio.sleep_forever()
+            self.warm.set()
+            log.info("%d intake worker process(es) warm in %.2fs", self.workers, time.perf_counter() - started)
+            if self._until_warm is None:
+                task_status.started()
             await self.queue.serve(partial(self._run_batch, pool))
 
     async def _run_batch(self, pool: WorkerPool, jobs: list[Job]) -> list[outcome.Outcome[Verdict]]:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 from datetime import UTC, datetime
+from pathlib import Path
 
+import pytest
 import trio
 import trio_parallel
 
-from switchd.examine import Job
-from switchd.workers import ProcessExaminer
+from switchd.examine import Examiner, Job
+from switchd.schemas import load_schemas
+from switchd.workers import InlineExaminer, ProcessExaminer
 from tests.builders import pacs008
 from tests.conftest import REPO
 
@@ -35,3 +41,65 @@ async def test_the_pool_does_not_wait_on_trio_parallels_shared_limiter() -> None
     finally:
         for borrower in held:
             shared.release_on_behalf_of(borrower)
+
+
+async def test_until_its_workers_are_warm_the_pool_examines_inline_then_in_the_processes() -> None:
+    """The daemon says it is ready without waiting ~0.5 s for the workers to spawn and compile the schemas: the
+    messages of that time are examined on the calling thread, the later ones by the processes."""
+    catalogue, schemas = load_schemas(SCHEMAS)
+    inline = InlineExaminer(Examiner(catalogue, schemas, 1_000_000))
+    pool = ProcessExaminer(SCHEMAS, 1_000_000, workers=1, until_warm=inline)
+
+    def job(msg_id: str) -> Job:
+        return Job(pacs008(msg_id=msg_id), frozenset({"AAAAUS33XXX"}), "MTEST", datetime.now(UTC))
+
+    async with trio.open_nursery() as nursery:
+        with trio.fail_after(30):
+            await nursery.start(pool.run)
+            assert not pool.warm.is_set()  # started before a process could have compiled anything
+            early = await pool.verdict(job("EARLY-1"))
+            assert early.reject_kind is None and early.msg_id == "EARLY-1"
+            assert pool.queue.jobs == 0  # examined inline
+            await pool.warm.wait()
+            late = await pool.verdict(job("LATE-1"))
+            assert late.reject_kind is None and late.msg_id == "LATE-1"
+            assert pool.queue.jobs == 1  # by a worker process
+        nursery.cancel_scope.cancel()
+
+
+def _spawned_workers() -> set[int]:
+    """This process's children that are multiprocessing-spawned workers (not its resource tracker)."""
+    out = set()
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            with contextlib.suppress(OSError):  # gone meanwhile
+                if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    out.add(int(pid))
+    return out
+
+
+async def test_a_worker_killed_while_starting_leaves_the_pool_examining_inline(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """`systemctl stop` signals the whole process group, and a worker still starting has not yet set itself to
+    ignore SIGTERM: it dies. The daemon used to exit 1 with a traceback; it stays up, examining on its thread."""
+    catalogue, schemas = load_schemas(SCHEMAS)
+    before = _spawned_workers()
+    pool = ProcessExaminer(
+        SCHEMAS, 1_000_000, workers=1, until_warm=InlineExaminer(Examiner(catalogue, schemas, 1_000_000))
+    )
+    async with trio.open_nursery() as nursery:
+        with trio.fail_after(30):
+            await nursery.start(pool.run)
+            # Killed until one dies with its first job sent (a worker killed before that is quietly replaced by
+            # trio-parallel, as a real start-up would be).
+            while "died while starting" not in caplog.text:
+                for pid in _spawned_workers() - before:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                await trio.sleep(0.005)
+            job = Job(pacs008(msg_id="AFTER-KILL"), frozenset({"AAAAUS33XXX"}), "MTEST", datetime.now(UTC))
+            verdict = await pool.verdict(job)
+            assert verdict.reject_kind is None and verdict.msg_id == "AFTER-KILL"
+            assert not pool.warm.is_set() and pool.queue.jobs == 0
+        nursery.cancel_scope.cancel()
