@@ -24,6 +24,7 @@ from switchd.config import HttpConfig
 
 log = logging.getLogger("switchd.http")
 READ_SIZE = 65536
+SHUTDOWN_ANSWER_S = 1.0  # how long a stopping server tries to send an unfinished upload its 503
 MAX_HEADER_BYTES = 32 * 1024
 Handler = Callable[[Request], Awaitable[Response]]
 # Looks at a request's head before its body is read (the body is b""): a Response refuses it there and then, so a
@@ -134,6 +135,28 @@ async def _serve_connection(
     cert_fp: str | None,
 ) -> None:
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+    try:
+        await _serve_requests(conn, stream, cfg, handler, precheck, peer, cert_fp)
+    except trio.Cancelled:
+        # The server is stopping (the daemon drained what its handlers had, then cancels the rest). A request whose
+        # body was still uploading gets a 503 rather than a reset: its client learns that nothing was taken. One in
+        # a handler past the drain timeout (its body read: DONE) gets none: it may have been journaled, and the
+        # client's retry is answered from the journal as an idempotent resubmission.
+        if conn.their_state is h11.SEND_BODY and conn.our_state is h11.SEND_RESPONSE:
+            with trio.CancelScope(shield=True), trio.move_on_after(SHUTDOWN_ANSWER_S):
+                await _send_simple(conn, stream, Response.error(503, "draining", "switchd is shutting down"))
+        raise
+
+
+async def _serve_requests(
+    conn: h11.Connection,
+    stream: trio.abc.Stream,
+    cfg: HttpConfig,
+    handler: Handler,
+    precheck: Precheck | None,
+    peer: str,
+    cert_fp: str | None,
+) -> None:
     while True:
         with trio.move_on_after(cfg.request_timeout_s) as cs:
             try:
