@@ -15,8 +15,12 @@ Wrong PIN. Real HSMs lock the user PIN after a few failed logins, so a PIN the t
 tried again: every job says whether its worker may log in, and after a rejection it may not while the PIN source
 is unchanged (hsm.token.pin_source_state: the PIN file's identity and times). Signer processes that are logged in
 keep signing. Once the file changes, one job at a time may try the new PIN; `reload` (new settings) and `check`
-(an operator's reload) allow one attempt too. A start-up or retry warms one worker first, the others only after it
-logged in, so a wrong PIN costs one failed login, not one per worker.
+(an operator's reload) allow one attempt too.
+
+Start-up. Readiness needs the token, the PIN, the keys and their certificates checked, not a signer process: the
+daemon checks them itself, in a thread (log in, look everything up, close), so it need not wait ~0.5 s for a
+process to spawn and import; the signer processes then warm in the background (a batch sent meanwhile waits for its
+worker). A wrong PIN so costs one failed login, whatever the number of workers; a retry does the same check.
 
 Stopping. Signer processes ignore SIGTERM and SIGINT (switchd.batches.worker_pool): `systemctl stop` signals the
 whole process group, and only the daemon decides when its signers stop (after the delivery workers are done with
@@ -82,6 +86,19 @@ def prepare_worker(settings: HsmSettings, may_login: bool = True) -> dict[str, b
     except HsmUnavailable:
         _drop(settings)
         raise
+
+
+def check_here(settings: HsmSettings, may_login: bool = True) -> dict[str, bytes]:
+    """Runs in a thread of the daemon: log in (if `may_login`), check every configured key and its certificate,
+    close. Returns each key's DER certificate; raises HsmUnavailable (PinRejected) like `prepare_worker`.
+    One call at a time in a process (SoftHSM runs without locks here), and never in a signer process."""
+    if not may_login:
+        raise PinRejected(f"not logging in to token {settings.token!r} again with the PIN it rejected")
+    signer = Signer.open(settings)
+    try:
+        return signer.certificates(settings)
+    finally:
+        signer.close()
 
 
 def check_worker(settings: HsmSettings, may_login: bool = True) -> dict[str, bytes]:
@@ -150,6 +167,7 @@ class SigningService:
         self.ready = False
         self.last_error: str | None = None
         self._ready_event = trio.Event()
+        self.workers_warm = trio.Event()  # every signer process logged in (after ready: they warm in the background)
         self._pool: WorkerPool | None = None
         # The pin_source_state of the PIN the token last rejected, _RETRY_ONCE after a reload (one attempt allowed),
         # None: workers may log in. See the module docstring.
@@ -215,7 +233,8 @@ class SigningService:
         retry_s: float = 5.0,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Spawn the workers, log each in, then serve jobs until cancelled.
+        """Check the token in this process, report started, then serve jobs until cancelled while the signer
+        processes spawn and log in (`workers_warm` is set once they all have).
 
         With `require_ready` (default) a token that cannot be used raises HsmUnavailable out of `nursery.start`.
         Without it, `run` reports started anyway, keeps `ready` False and `last_error` set, and tries again every
@@ -224,19 +243,19 @@ class SigningService:
         """
         failed: HsmUnavailable | None = None
         try:
-            async with worker_pool(None, self.workers, "signer") as pool:
+            async with worker_pool(None, self.workers, "signer") as pool, trio.open_nursery() as nursery:
                 self._pool = pool
                 try:
-                    await self._warm(pool)
+                    await self._warm(pool, nursery)
                 except HsmUnavailable as exc:
                     if require_ready:
                         failed = exc
+                        nursery.cancel_scope.cancel()
                 if failed is None:
-                    async with trio.open_nursery() as nursery:
-                        if not self.ready:
-                            nursery.start_soon(self._keep_warming, pool, retry_s)
-                        task_status.started()
-                        await self.queue.serve(partial(self._run_batch, pool))
+                    if not self.ready:
+                        nursery.start_soon(self._keep_warming, pool, nursery, retry_s)
+                    task_status.started()
+                    await self.queue.serve(partial(self._run_batch, pool))
         finally:
             self._pool = None
         # Raised here, after the worker context closed, so `nursery.start` sees HsmUnavailable itself rather than
@@ -281,46 +300,57 @@ class SigningService:
         self.last_error = str(error)
         return error
 
-    async def _prepare(self, pool: WorkerPool, settings: HsmSettings, force: bool) -> dict[str, bytes]:
-        async def job(may_login: bool) -> dict[str, bytes]:
-            ders: dict[str, bytes] = await pool.run_sync(prepare_worker, settings, may_login)
-            return ders
-
+    async def _ruled(self, job: Callable[[bool], Awaitable[T]]) -> T:
+        """`job` under the PIN rule, a failure as the HsmError it stands for (readiness follows it)."""
         try:
-            return await self._login_rule(job, force=force)
+            return await self._login_rule(job)
         except (trio.Cancelled, KeyboardInterrupt):
             raise
         except BaseException as exc:
             raise self._failed(exc) from None
 
-    async def _warm(self, pool: WorkerPool) -> None:
+    async def _warm(self, pool: WorkerPool, nursery: trio.Nursery) -> None:
+        """Check the token here (see the module docstring), say ready, then warm the signer processes in `nursery`."""
         settings = self._settings
-        # One worker first: a PIN the token refuses then costs one failed login, not one per worker.
-        ders = await self._prepare(pool, settings, False)
-        if self.workers > 1:
-            # Then one concurrent job per worker: each lands in its own process (a busy worker takes no second job);
-            # the first one's is a no-op, it is logged in already.
-            results: list[outcome.Outcome[dict[str, bytes]]] = []
 
-            async def one() -> None:
-                results.append(await outcome.acapture(self._prepare, pool, settings, False))
+        async def here(may_login: bool) -> dict[str, bytes]:
+            return await trio.to_thread.run_sync(check_here, settings, may_login)
 
-            async with trio.open_nursery() as warm:
-                for _ in range(self.workers):
-                    warm.start_soon(one)
-            for r in results:
-                r.unwrap()  # raises the first worker's HsmError (readiness already says it)
+        ders = await self._ruled(here)
         for label, der in ders.items():
             self.certificates[label] = x509.load_der_x509_certificate(der)
         self.ready = True
         self.last_error = None
         self._ready_event.set()
+        nursery.start_soon(self._warm_workers, pool, settings)
 
-    async def _keep_warming(self, pool: WorkerPool, retry_s: float) -> None:
+    async def _warm_workers(self, pool: WorkerPool, settings: HsmSettings) -> None:
+        """Log every signer process in: one concurrent job per worker lands in each (a busy worker takes no
+        second job). A failure is the readiness's news (`_failed`), and the next batch's login tries again."""
+
+        async def job(may_login: bool) -> dict[str, bytes]:
+            ders: dict[str, bytes] = await pool.run_sync(prepare_worker, settings, may_login)
+            return ders
+
+        failed: list[HsmError] = []
+
+        async def one() -> None:
+            try:
+                await self._ruled(job)
+            except HsmError as exc:
+                failed.append(exc)
+
+        async with trio.open_nursery() as warm:
+            for _ in range(self.workers):
+                warm.start_soon(one)
+        if not failed:
+            self.workers_warm.set()
+
+    async def _keep_warming(self, pool: WorkerPool, nursery: trio.Nursery, retry_s: float) -> None:
         while not self.ready:
             await trio.sleep(retry_s)
             try:
-                await self._warm(pool)
+                await self._warm(pool, nursery)
             except HsmUnavailable:
                 continue
 

@@ -186,6 +186,23 @@ async def test_after_a_reload_concurrent_batches_share_the_one_retry_of_a_reject
         assert opens.count() == 2, "the wrong PIN was offered again by the second batch after the reload"
 
 
+async def test_ready_comes_from_a_check_in_the_daemon_not_from_a_spawned_signer(dev_token: DevToken) -> None:
+    """Readiness (token, PIN, keys, certificates) is checked in this process, so start-up does not wait for a
+    signer process to spawn and log in (~0.5 s); they warm afterwards, and the first batch waits for one."""
+    service = SigningService(dev_token.settings, workers=2)
+    async with trio.open_nursery() as nursery:
+        await start_service(nursery, service)
+        # Right after start (a spawned process needs far longer to load SoftHSM than this takes):
+        assert service.ready and set(service.certificates) == {"sig-rsa", "sig-ec"}
+        assert signer_processes() == [] and not service.workers_warm.is_set()
+        with trio.fail_after(START_TIMEOUT):
+            (signed,) = await service.sign([pacs008(msg_id="EARLY-SIGN")])
+            verify_envelope(signed.data, [service.certificates["sig-rsa"]])
+            await service.workers_warm.wait()
+        assert len(signer_processes()) == 2
+        nursery.cancel_scope.cancel()
+
+
 def ignored_signals(pid: int) -> int:
     """The SigIgn mask of a process (bit n-1 set: signal n is ignored)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -199,6 +216,8 @@ async def test_signer_processes_ignore_sigterm_and_sigint_and_keep_signing(dev_t
     service = SigningService(dev_token.settings, workers=2)
     async with trio.open_nursery() as nursery:
         await start_service(nursery, service)
+        with trio.fail_after(START_TIMEOUT):
+            await service.workers_warm.wait()  # ready came first: the daemon checked the token itself
         signers = sorted(signer_processes())
         assert len(signers) == 2, signers
         for pid in signers:
@@ -228,6 +247,8 @@ async def test_a_signer_that_died_does_not_make_shutdown_raise(
     with caplog.at_level(logging.WARNING, logger="switchd.hsm"):
         async with trio.open_nursery() as nursery:
             await start_service(nursery, service)
+            with trio.fail_after(START_TIMEOUT):
+                await service.workers_warm.wait()
             (pid,) = signer_processes()
             os.kill(pid, signal.SIGKILL)  # what SIGTERM used to do to it, or the OOM killer
             with trio.fail_after(START_TIMEOUT):
