@@ -93,6 +93,7 @@ def journal_sql_cpu_s(journal_path: Path, n: int) -> float:
         db = sqlite3.connect(Path(d) / "floor.sqlite", isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA foreign_keys=ON")  # as the journal's writer has it
         for sql in schema:
             db.execute(sql)
         width = {t: len(list(db.execute(f"PRAGMA table_info({t})"))) for t in ("messages", "refs", "events")}
@@ -199,7 +200,12 @@ def bench_http(tmp: Path, seconds: float, connections: int, shape: str) -> dict[
     config = write_config(tmp)
     proc, url, wall_ready, internal_ready = _start_daemon(config, tmp / "daemon.log")
     try:
-        time.sleep(1.0)  # the intake workers warm (the daemon is ready before them)
+        # The daemon is ready before its intake workers are warm: wait for them, or the CPU split is wrong.
+        deadline = time.perf_counter() + 60
+        while "intake worker process(es) warm" not in (tmp / "daemon.log").read_text(errors="replace"):
+            if time.perf_counter() > deadline:
+                raise RuntimeError("the intake workers did not warm within 60 s")
+            time.sleep(0.05)
         workers = _children(proc.pid)
         cpu_before = {pid: _cpu_s(pid) for pid in [proc.pid, *workers]}
         out = subprocess.run(

@@ -45,7 +45,7 @@ from hsm.canonical import CanonicalEnvelope, digests, insert_signature
 from hsm.errors import HsmError, HsmUnavailable, PinRejected, SignatureInvalid
 from hsm.settings import HsmSettings
 from hsm.signer import SignedMessage, Signer
-from hsm.token import pin_source_state
+from hsm.token import pin_source_state, use_softhsm_conf
 from hsm.xmldsig import Verified, verify_envelope
 from switchd.batches import BatchQueue, WorkerPool, worker_pool
 
@@ -94,7 +94,9 @@ def check_here(settings: HsmSettings, may_login: bool = True) -> dict[str, bytes
     One call at a time in a process (SoftHSM runs without locks here), and never in a signer process."""
     if not may_login:
         raise PinRejected(f"not logging in to token {settings.token!r} again with the PIN it rejected")
-    signer = Signer.open(settings)
+    # rescan: the daemon keeps the module loaded between checks, and a token created since (switchctl hsm
+    # init-dev while the daemon waits for it) is only seen by a module initialised again.
+    signer = Signer.open(settings, rescan=True)
     try:
         return signer.certificates(settings)
     finally:
@@ -252,8 +254,7 @@ class SigningService:
                         failed = exc
                         nursery.cancel_scope.cancel()
                 if failed is None:
-                    if not self.ready:
-                        nursery.start_soon(self._keep_warming, pool, nursery, retry_s)
+                    nursery.start_soon(self._keep_warming, pool, nursery, retry_s)
                     task_status.started()
                     await self.queue.serve(partial(self._run_batch, pool))
         finally:
@@ -314,6 +315,7 @@ class SigningService:
         settings = self._settings
 
         async def here(may_login: bool) -> dict[str, bytes]:
+            use_softhsm_conf(settings)  # here, on the trio thread: no other thread runs while it changes
             return await trio.to_thread.run_sync(check_here, settings, may_login)
 
         ders = await self._ruled(here)
@@ -325,8 +327,10 @@ class SigningService:
         nursery.start_soon(self._warm_workers, pool, settings)
 
     async def _warm_workers(self, pool: WorkerPool, settings: HsmSettings) -> None:
-        """Log every signer process in: one concurrent job per worker lands in each (a busy worker takes no
-        second job). A failure is the readiness's news (`_failed`), and the next batch's login tries again."""
+        """Log every signer process in: one worker first (a PIN changed since the check then costs one failed
+        login, not one per worker), then one concurrent job per worker, each landing in its own process (a busy
+        worker takes no second job; the first one's is a no-op). A failure is the readiness's news (`_failed`):
+        `_keep_warming` checks again, and the next batch's login tries again."""
 
         async def job(may_login: bool) -> dict[str, bytes]:
             ders: dict[str, bytes] = await pool.run_sync(prepare_worker, settings, may_login)
@@ -340,15 +344,21 @@ class SigningService:
             except HsmError as exc:
                 failed.append(exc)
 
-        async with trio.open_nursery() as warm:
-            for _ in range(self.workers):
-                warm.start_soon(one)
+        await one()
+        if not failed and self.workers > 1:
+            async with trio.open_nursery() as warm:
+                for _ in range(self.workers):
+                    warm.start_soon(one)
         if not failed:
             self.workers_warm.set()
 
     async def _keep_warming(self, pool: WorkerPool, nursery: trio.Nursery, retry_s: float) -> None:
-        while not self.ready:
+        """For as long as the service runs: whenever it is not ready (the token unusable at start, or a failure
+        since), check again every `retry_s` seconds (under the PIN rule: a rejected PIN is not offered again)."""
+        while True:
             await trio.sleep(retry_s)
+            if self.ready:
+                continue
             try:
                 await self._warm(pool, nursery)
             except HsmUnavailable:
@@ -436,4 +446,4 @@ def _as_hsm_error(exc: BaseException) -> HsmError:
         return exc
     # A worker that died (SoftHSM aborting, OOM kill) is a token problem as far as the caller is concerned:
     # the message waits and is signed once a fresh worker can log in.
-    return HsmUnavailable(f"signer worker failed: {type(exc).__name__}: {exc}")
+    return HsmUnavailable(f"signing failed to run: {type(exc).__name__}: {exc}")

@@ -1,6 +1,7 @@
 """Signing envelopes with the token in this process: the per-process signer and the sync helper for tools.
 
-`Signer` is what each signer worker process (hsm.service) keeps between jobs, and what `sign_sync` uses for one
+`Signer` is what each signer worker process (hsm.service) keeps between jobs, what the daemon opens and closes
+again to check the token before it says ready (hsm.service.check_here), and what `sign_sync` uses for one
 command-line run. It is synchronous and single-threaded by design (one session per process, see hsm.token).
 """
 
@@ -38,9 +39,10 @@ class Signer:
         self.token = token
 
     @classmethod
-    def open(cls, settings: HsmSettings) -> Signer:
-        """Log in and check every configured key and certificate. Raises HsmUnavailable."""
-        signer = cls(Token.open(settings))
+    def open(cls, settings: HsmSettings, *, rescan: bool = False) -> Signer:
+        """Log in and check every configured key and certificate. Raises HsmUnavailable. `rescan`: see
+        hsm.token.load_module."""
+        signer = cls(Token.open(settings, rescan=rescan))
         try:
             for spec in settings.keys:
                 signer.token.key(spec.label)

@@ -75,18 +75,29 @@ def pin_source_state(settings: HsmSettings) -> tuple[object, ...]:
     return ("file", settings.pin_file, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def load_module(settings: HsmSettings) -> Library:
-    """The PKCS#11 module, with SOFTHSM2_CONF pointing at the configured SoftHSM config. Raises HsmUnavailable."""
+def use_softhsm_conf(settings: HsmSettings) -> None:
+    """Point SOFTHSM2_CONF at the configured SoftHSM config (if any). Changing the environment is not safe while
+    other threads may read it: in a threaded process, call this first from the thread that owns the others."""
+    conf = settings.softhsm2_conf
+    if conf is not None and os.environ.get("SOFTHSM2_CONF") != conf:
+        os.environ["SOFTHSM2_CONF"] = conf
+
+
+def load_module(settings: HsmSettings, *, rescan: bool = False) -> Library:
+    """The PKCS#11 module, with SOFTHSM2_CONF pointing at the configured SoftHSM config. Raises HsmUnavailable.
+
+    `rescan`: initialise an already loaded module again, so that it sees tokens created since (SoftHSM lists its
+    tokens at C_Initialize). It ends the module's sessions in this process: only for a process that keeps none."""
     conf = settings.softhsm2_conf
     if conf is not None:
         if not Path(conf).is_file():
             raise HsmUnavailable(f"no SoftHSM config at {conf} (create the dev token: switchctl hsm init-dev)")
-        os.environ["SOFTHSM2_CONF"] = conf
+        use_softhsm_conf(settings)
     if not Path(settings.module).exists() and "/" in settings.module:
         raise HsmUnavailable(f"PKCS#11 module {settings.module} does not exist")
     try:
         lib = pkcs11.lib(settings.module)
-        if settings.module in _INITIALISED_WITH and _INITIALISED_WITH[settings.module] != conf:
+        if settings.module in _INITIALISED_WITH and (rescan or _INITIALISED_WITH[settings.module] != conf):
             lib.reinitialize()
     except (RuntimeError, OSError, p11err.PKCS11Error) as exc:
         raise HsmUnavailable(f"cannot load PKCS#11 module {settings.module}: {exc}") from None
@@ -123,9 +134,10 @@ def find_token(lib: Library, label: str) -> pkcs11.Token:
         raise HsmUnavailable(f"cannot list tokens: {type(exc).__name__}") from None
 
 
-def open_session(settings: HsmSettings, *, rw: bool = False) -> pkcs11.Session:
-    """A logged-in session on the configured token. Raises HsmUnavailable with the reason (never the PIN)."""
-    lib = load_module(settings)
+def open_session(settings: HsmSettings, *, rw: bool = False, rescan: bool = False) -> pkcs11.Session:
+    """A logged-in session on the configured token. Raises HsmUnavailable with the reason (never the PIN).
+    `rescan`: see load_module."""
+    lib = load_module(settings, rescan=rescan)
     token = find_token(lib, settings.token)
     # Taken before the read: a PIN written in between then counts as a change, and gets its own attempt.
     source = pin_source_state(settings)
@@ -218,9 +230,10 @@ class Token:
         self._keys: dict[str, TokenKey] = {}
 
     @classmethod
-    def open(cls, settings: HsmSettings) -> Token:
-        """Open and log in. Raises HsmUnavailable (module, token, PIN) naming what is wrong."""
-        return cls(settings, open_session(settings))
+    def open(cls, settings: HsmSettings, *, rescan: bool = False) -> Token:
+        """Open and log in. Raises HsmUnavailable (module, token, PIN) naming what is wrong. `rescan`: see
+        load_module."""
+        return cls(settings, open_session(settings, rescan=rescan))
 
     def key(self, label: str, settings: HsmSettings | None = None) -> TokenKey:
         """The key with this label (from `settings` when given: a reload may add keys). Raises HsmUnavailable."""

@@ -84,8 +84,8 @@ class Daemon:
                 # Ready before the workers are warm: until they are, this thread examines (switchd.workers).
                 pool = ProcessExaminer(cfg.schema_dir, cfg.http.max_body_bytes, cfg.intake_workers, until_warm=verdicts)
                 verdicts = pool
-            # Intake workers and signer processes spawn side by side: each compiles or logs in for ~0.5 s, and
-            # one after the other they would take start-up past its 2 s budget.
+            # Neither the intake workers nor the signer processes hold up readiness (each takes ~0.5 s or more to
+            # spawn and compile or log in): until they are warm, this thread examines, and signing waits for them.
             async with trio.open_nursery() as starting:
                 if pool is not None:
                     starting.start_soon(workers_nursery.start, pool.run)

@@ -93,6 +93,7 @@ class ProcessExaminer:
         batch_max: int = BATCH_MAX,
         *,
         until_warm: VerdictSource | None = None,
+        warm_retry_s: float = 5.0,
     ) -> None:
         if workers < 1:
             raise ValueError("ProcessExaminer needs at least one worker")
@@ -101,6 +102,7 @@ class ProcessExaminer:
         self.workers = workers
         self.queue = BatchQueue[Job, Verdict](workers, batch_max)
         self._until_warm = until_warm
+        self.warm_retry_s = warm_retry_s  # after a worker died while starting
         self.warm = trio.Event()
 
     async def verdict(self, job: Job) -> Verdict:
@@ -117,30 +119,39 @@ class ProcessExaminer:
             if self._until_warm is not None:
                 task_status.started()
             # Warm every worker (spawn + import + schema compile).
-            died: list[trio_parallel.BrokenWorkerError] = []
-
-            async def warm_one() -> None:
-                try:
-                    await pool.run_sync(_prepare, self.schema_dir, self.max_bytes)
-                except trio_parallel.BrokenWorkerError as exc:
-                    if self._until_warm is None:
-                        raise
-                    died.append(exc)
-
-            async with trio.open_nursery() as warm:
-                for _ in range(self.workers):
-                    warm.start_soon(warm_one)
-            if died:
+            while died := await self._warm_all(pool):
                 # Killed before it could ignore SIGTERM (`systemctl stop` signals the whole group, and it may come
-                # while the daemon starts), or by the OOM killer: the daemon stays up and examines on its own
-                # thread. The next start tries again.
-                log.warning("an intake worker process died while starting (%s): examining in the daemon", died[0])
-                await trio.sleep_forever()
+                # while the daemon starts), or by the OOM killer: the daemon stays up, examines on its own thread
+                # meanwhile, and tries again.
+                log.warning(
+                    "an intake worker process died while starting (%s): examining in the daemon, trying again in %gs",
+                    died[0],
+                    self.warm_retry_s,
+                )
+                await trio.sleep(self.warm_retry_s)
             self.warm.set()
             log.info("%d intake worker process(es) warm in %.2fs", self.workers, time.perf_counter() - started)
             if self._until_warm is None:
                 task_status.started()
             await self.queue.serve(partial(self._run_batch, pool))
+
+    async def _warm_all(self, pool: WorkerPool) -> list[trio_parallel.BrokenWorkerError]:
+        """One warm-up job per worker, at once (each lands in its own process); the deaths, if any. Without
+        `until_warm` a death is raised: nothing could examine meanwhile."""
+        died: list[trio_parallel.BrokenWorkerError] = []
+
+        async def warm_one() -> None:
+            try:
+                await pool.run_sync(_prepare, self.schema_dir, self.max_bytes)
+            except trio_parallel.BrokenWorkerError as exc:
+                if self._until_warm is None:
+                    raise
+                died.append(exc)
+
+        async with trio.open_nursery() as warm:
+            for _ in range(self.workers):
+                warm.start_soon(warm_one)
+        return died
 
     async def _run_batch(self, pool: WorkerPool, jobs: list[Job]) -> list[outcome.Outcome[Verdict]]:
         verdicts = await pool.run_sync(examine_batch, self.schema_dir, self.max_bytes, jobs)

@@ -78,16 +78,16 @@ def _spawned_workers() -> set[int]:
     return out
 
 
-async def test_a_worker_killed_while_starting_leaves_the_pool_examining_inline(
+async def test_a_worker_killed_while_starting_leaves_the_pool_examining_inline_until_a_retry_warms_one(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """`systemctl stop` signals the whole process group, and a worker still starting has not yet set itself to
-    ignore SIGTERM: it dies. The daemon used to exit 1 with a traceback; it stays up, examining on its thread."""
+    ignore SIGTERM: it dies (so does one the OOM killer picks). The daemon used to exit 1 with a traceback; it stays
+    up, examining on its thread, and warms a new worker a little later."""
     catalogue, schemas = load_schemas(SCHEMAS)
     before = _spawned_workers()
-    pool = ProcessExaminer(
-        SCHEMAS, 1_000_000, workers=1, until_warm=InlineExaminer(Examiner(catalogue, schemas, 1_000_000))
-    )
+    inline = InlineExaminer(Examiner(catalogue, schemas, 1_000_000))
+    pool = ProcessExaminer(SCHEMAS, 1_000_000, workers=1, until_warm=inline, warm_retry_s=0.5)
     async with trio.open_nursery() as nursery:
         with trio.fail_after(30):
             await nursery.start(pool.run)
@@ -101,5 +101,11 @@ async def test_a_worker_killed_while_starting_leaves_the_pool_examining_inline(
             job = Job(pacs008(msg_id="AFTER-KILL"), frozenset({"AAAAUS33XXX"}), "MTEST", datetime.now(UTC))
             verdict = await pool.verdict(job)
             assert verdict.reject_kind is None and verdict.msg_id == "AFTER-KILL"
-            assert not pool.warm.is_set() and pool.queue.jobs == 0
+            assert not pool.warm.is_set() and pool.queue.jobs == 0  # inline: a new worker takes longer to warm
+
+            await pool.warm.wait()  # the retry
+            later = await pool.verdict(
+                Job(pacs008(msg_id="AFTER-RETRY"), frozenset({"AAAAUS33XXX"}), "MTEST", datetime.now(UTC))
+            )
+            assert later.reject_kind is None and pool.queue.jobs == 1
         nursery.cancel_scope.cancel()

@@ -83,6 +83,18 @@ async def delivered_file(outbox_dir: Path, msg_id: str) -> bytes:
             await trio.sleep(0.05)
 
 
+async def journaled_delivered(rd: RunningDaemon, message_id: str) -> None:
+    """Until the journal records the delivery of `message_id` (the file appears a moment before: the connector
+    writes it, then the delivery worker journals its outcome)."""
+    async with rd.client() as c:
+        with trio.fail_after(WAIT_S):
+            while True:
+                events = (await c.get(f"/v1/messages/{message_id}")).json()["events"]
+                if any(e["kind"] == "delivered" for e in events):
+                    return
+                await trio.sleep(0.05)
+
+
 async def wait_readyz(rd: RunningDaemon, status: int) -> None:
     """Until /readyz answers `status`."""
     async with rd.client(None) as anon:
@@ -143,6 +155,7 @@ async def test_outbound_messages_are_signed_exported_and_rotated(
         verify_envelope(etree.tostring(root), [rsa_cert])
 
     # `switchctl export --sent` writes exactly those bytes and names the key.
+    await journaled_delivered(rd, first_id)
     out = tmp_path / "exported.xml"
     done = switchctl(rd.config_path, "export", first_id, "--sent", "-o", str(out))
     assert done.returncode == 0, done.stderr

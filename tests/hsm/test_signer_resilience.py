@@ -4,6 +4,7 @@ turn shutdown into a crash, and a reload to a key that is not on the token is re
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import logging
@@ -24,8 +25,10 @@ from hsm.errors import HsmUnavailable, PinRejected
 from hsm.service import SigningService
 from hsm.settings import HsmSettings, KeySettings
 from hsm.xmldsig import verify_envelope
+from switchd.config import load_config
 from tests.builders import pacs008
-from tests.hsm.conftest import DevToken, signs_once_the_pin_is_right
+from tests.conftest import switchctl
+from tests.hsm.conftest import DevToken, signs_once_the_pin_is_right, write_hsm_config
 from tests.hsm.test_daemon_signing import signer_processes
 
 START_TIMEOUT = 60  # spawning workers and logging in: only bounds a hang
@@ -200,6 +203,66 @@ async def test_ready_comes_from_a_check_in_the_daemon_not_from_a_spawned_signer(
             verify_envelope(signed.data, [service.certificates["sig-rsa"]])
             await service.workers_warm.wait()
         assert len(signer_processes()) == 2
+        nursery.cancel_scope.cancel()
+
+
+def spawned_children() -> set[int]:
+    """This process's multiprocessing-spawned children (signer workers, before they have loaded SoftHSM too)."""
+    out = set()
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            with contextlib.suppress(OSError):
+                if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    out.add(int(pid))
+    return out
+
+
+async def test_readiness_lost_while_the_signers_warm_comes_back_by_itself(dev_token: DevToken) -> None:
+    """A signer process killed while it warms up (SIGTERM to the process group at start, the OOM killer) made
+    the service not ready, and nothing checked again until a message happened to be signed: /readyz stayed 503."""
+    service = SigningService(dev_token.settings, workers=2)
+    async with trio.open_nursery() as nursery:
+        await start_service(nursery, service, require_ready=False)
+        assert service.ready
+        with trio.fail_after(START_TIMEOUT):
+            # Every signer killed until one dies with its warm-up job sent (one killed before that is replaced
+            # by trio-parallel without a word).
+            while service.ready:
+                for pid in spawned_children():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                await trio.sleep(0.005)
+            assert "failed" in (service.last_error or "")
+            while not service.ready:  # no traffic: the retry loop checks again
+                await trio.sleep(RETRY_S / 4)
+            (signed,) = await service.sign([pacs008(msg_id="AFTER-WARM-KILL")])
+        verify_envelope(signed.data, [service.certificates["sig-rsa"]])
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_token_created_while_the_daemon_waits_for_it_is_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SoftHSM lists its tokens when the module is initialised, and the daemon keeps the module loaded between
+    readiness checks: `switchctl hsm init-dev` run while the daemon waited for its token went unseen for good."""
+    monkeypatch.delenv("SOFTHSM2_CONF", raising=False)  # restored afterwards
+    config = write_hsm_config(tmp_path)
+    settings = load_config(config).hsm
+    assert settings is not None and settings.softhsm2_conf is not None
+    conf = Path(settings.softhsm2_conf)  # the SoftHSM config exists, its token folder is empty
+    (conf.parent / "tokens").mkdir(parents=True)
+    conf.write_text(f"directories.tokendir = {conf.parent / 'tokens'}\nobjectstore.backend = file\n")
+    service = SigningService(settings, workers=1)
+    async with trio.open_nursery() as nursery:
+        await start_service(nursery, service, require_ready=False)
+        assert not service.ready and "no token labelled" in (service.last_error or "")
+        done = await trio.to_thread.run_sync(switchctl, config, "hsm", "init-dev")
+        assert done.returncode == 0, done.stderr
+        with trio.fail_after(START_TIMEOUT):
+            while not service.ready:
+                await trio.sleep(RETRY_S / 4)
+            (signed,) = await service.sign([pacs008(msg_id="LATE-TOKEN")])
+        verify_envelope(signed.data, [service.certificates["sig-rsa"]])
         nursery.cancel_scope.cancel()
 
 
