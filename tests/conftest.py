@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -52,6 +53,17 @@ name = "bank-b"
 bics = ["BBBBDEFFXXX"]
 token_sha256 = "c878ba2cc2ef91b968ac7ffe0baa1714cf8b7a9c08144275f411d8c9da232390"
 """
+
+
+def spawned_children() -> set[int]:
+    """This process's multiprocessing-spawned children (worker processes; not its resource tracker)."""
+    out = set()
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            with contextlib.suppress(OSError):  # gone meanwhile
+                if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    out.add(int(pid))
+    return out
 
 
 def write_config(

@@ -6,7 +6,6 @@ import contextlib
 import os
 import signal
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 import trio
@@ -16,7 +15,7 @@ from switchd.examine import Examiner, Job
 from switchd.schemas import load_schemas
 from switchd.workers import InlineExaminer, ProcessExaminer
 from tests.builders import pacs008
-from tests.conftest import REPO
+from tests.conftest import REPO, spawned_children
 
 SCHEMAS = REPO / "schemas" / "iso20022"
 
@@ -67,17 +66,6 @@ async def test_until_its_workers_are_warm_the_pool_examines_inline_then_in_the_p
         nursery.cancel_scope.cancel()
 
 
-def _spawned_workers() -> set[int]:
-    """This process's children that are multiprocessing-spawned workers (not its resource tracker)."""
-    out = set()
-    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
-        for pid in (task / "children").read_text().split():
-            with contextlib.suppress(OSError):  # gone meanwhile
-                if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    out.add(int(pid))
-    return out
-
-
 async def test_a_worker_killed_while_starting_leaves_the_pool_examining_inline_until_a_retry_warms_one(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -85,7 +73,7 @@ async def test_a_worker_killed_while_starting_leaves_the_pool_examining_inline_u
     ignore SIGTERM: it dies (so does one the OOM killer picks). The daemon used to exit 1 with a traceback; it stays
     up, examining on its thread, and warms a new worker a little later."""
     catalogue, schemas = load_schemas(SCHEMAS)
-    before = _spawned_workers()
+    before = spawned_children()
     inline = InlineExaminer(Examiner(catalogue, schemas, 1_000_000))
     pool = ProcessExaminer(SCHEMAS, 1_000_000, workers=1, until_warm=inline, warm_retry_s=0.5)
     async with trio.open_nursery() as nursery:
@@ -94,7 +82,7 @@ async def test_a_worker_killed_while_starting_leaves_the_pool_examining_inline_u
             # Killed until one dies with its first job sent (a worker killed before that is quietly replaced by
             # trio-parallel, as a real start-up would be).
             while "died while starting" not in caplog.text:
-                for pid in _spawned_workers() - before:
+                for pid in spawned_children() - before:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
                 await trio.sleep(0.005)

@@ -13,7 +13,8 @@ import dataclasses
 import hashlib
 import logging
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import h11
@@ -135,95 +136,89 @@ async def _serve_connection(
     cert_fp: str | None,
 ) -> None:
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+    async with _answering_503_when_stopped_mid_upload(conn, stream):
+        while True:
+            with trio.move_on_after(cfg.request_timeout_s) as cs:
+                try:
+                    event = await _next_event(conn, stream)
+                except h11.RemoteProtocolError as exc:
+                    await _send_simple(conn, stream, Response.error(exc.error_status_hint, "bad_request", str(exc)))
+                    return
+            if cs.cancelled_caught:
+                if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE) and conn.their_state is not h11.IDLE:
+                    await _send_simple(conn, stream, Response.error(408, "timeout", "request took too long"))
+                return
+            if isinstance(event, h11.ConnectionClosed):
+                return
+            assert isinstance(event, h11.Request)
+            headers: dict[str, str] = {}
+            for name, value in event.headers:
+                key = name.decode("latin-1").lower()
+                val = value.decode("latin-1")
+                headers[key] = f"{headers[key]}, {val}" if key in headers else val
+            declared = headers.get("content-length")
+            if declared is not None and declared.isdigit() and int(declared) > cfg.max_body_bytes:
+                await _send_simple(conn, stream, _too_large(cfg))
+                return  # we did not read the body, so this connection cannot be reused
+            head = Request(
+                method=event.method.decode("ascii", "replace"),
+                target=event.target.decode("ascii", "replace"),
+                headers=headers,
+                body=b"",
+                peer_cert_sha256=cert_fp,
+                peer=peer,
+            )
+            has_body = (declared is not None and declared != "0") or "transfer-encoding" in headers
+            checked = precheck(head) if precheck is not None and has_body else head
+            if isinstance(checked, Response):
+                await _send_simple(conn, stream, checked)
+                return  # the body (if any) was not read, so this connection cannot be reused
+            try:
+                with trio.fail_after(cfg.request_timeout_s):
+                    if conn.they_are_waiting_for_100_continue:
+                        # The client (curl over 1 MiB, .NET by default) holds the body back until told to go on, and
+                        # would otherwise wait about a second for nothing. Only after the size check: a body refused
+                        # with 413 above must never be invited.
+                        await stream.send_all(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
+                    body = await _read_body(conn, stream, cfg.max_body_bytes)
+            except _BodyTooLarge:
+                await _send_simple(conn, stream, _too_large(cfg))
+                return
+            except trio.TooSlowError:
+                await _send_simple(conn, stream, Response.error(408, "timeout", "request body took too long"))
+                return
+            except h11.RemoteProtocolError as exc:
+                await _send_simple(conn, stream, Response.error(exc.error_status_hint, "bad_request", str(exc)))
+                return
+            request = dataclasses.replace(checked, body=body)
+            try:
+                response = await handler(request)
+            except Exception:
+                # A bug in one request must not take the connection's other work or the daemon down with it.
+                log.exception("handler failed for %s %s", request.method, request.target)
+                response = Response.error(500, "internal_error", "switchd failed to handle this request")
+            await _send_response(conn, stream, response, head_only=request.method == "HEAD")
+            if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
+                return
+            try:
+                conn.start_next_cycle()
+            except h11.ProtocolError:
+                return
+
+
+@asynccontextmanager
+async def _answering_503_when_stopped_mid_upload(conn: h11.Connection, stream: trio.abc.Stream) -> AsyncIterator[None]:
+    """The server is stopping (the daemon drained what its handlers had, then cancels the rest). A request whose
+    body was still uploading gets a 503 rather than a reset: its client learns that nothing was taken. One in a
+    handler past the drain timeout (its body read: DONE) gets none: it may have been journaled, and the client's
+    retry is answered from the journal as an idempotent resubmission."""
     try:
-        await _serve_requests(conn, stream, cfg, handler, precheck, peer, cert_fp)
+        yield
     except trio.Cancelled:
-        # The server is stopping (the daemon drained what its handlers had, then cancels the rest). A request whose
-        # body was still uploading gets a 503 rather than a reset: its client learns that nothing was taken. One in
-        # a handler past the drain timeout (its body read: DONE) gets none: it may have been journaled, and the
-        # client's retry is answered from the journal as an idempotent resubmission.
         if conn.their_state is h11.SEND_BODY and conn.our_state is h11.SEND_RESPONSE:
             with trio.CancelScope(shield=True), trio.move_on_after(SHUTDOWN_ANSWER_S):
                 await _send_simple(conn, stream, Response.error(503, "draining", "switchd is shutting down"))
         raise
-
-
-async def _serve_requests(
-    conn: h11.Connection,
-    stream: trio.abc.Stream,
-    cfg: HttpConfig,
-    handler: Handler,
-    precheck: Precheck | None,
-    peer: str,
-    cert_fp: str | None,
-) -> None:
-    while True:
-        with trio.move_on_after(cfg.request_timeout_s) as cs:
-            try:
-                event = await _next_event(conn, stream)
-            except h11.RemoteProtocolError as exc:
-                await _send_simple(conn, stream, Response.error(exc.error_status_hint, "bad_request", str(exc)))
-                return
-        if cs.cancelled_caught:
-            if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE) and conn.their_state is not h11.IDLE:
-                await _send_simple(conn, stream, Response.error(408, "timeout", "request took too long"))
-            return
-        if isinstance(event, h11.ConnectionClosed):
-            return
-        assert isinstance(event, h11.Request)
-        headers: dict[str, str] = {}
-        for name, value in event.headers:
-            key = name.decode("latin-1").lower()
-            val = value.decode("latin-1")
-            headers[key] = f"{headers[key]}, {val}" if key in headers else val
-        declared = headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > cfg.max_body_bytes:
-            await _send_simple(conn, stream, _too_large(cfg))
-            return  # we did not read the body, so this connection cannot be reused
-        head = Request(
-            method=event.method.decode("ascii", "replace"),
-            target=event.target.decode("ascii", "replace"),
-            headers=headers,
-            body=b"",
-            peer_cert_sha256=cert_fp,
-            peer=peer,
-        )
-        has_body = (declared is not None and declared != "0") or "transfer-encoding" in headers
-        checked = precheck(head) if precheck is not None and has_body else head
-        if isinstance(checked, Response):
-            await _send_simple(conn, stream, checked)
-            return  # the body (if any) was not read, so this connection cannot be reused
-        try:
-            with trio.fail_after(cfg.request_timeout_s):
-                if conn.they_are_waiting_for_100_continue:
-                    # The client (curl over 1 MiB, .NET by default) holds the body back until told to go on, and
-                    # would otherwise wait about a second for nothing. Only after the size check: a body refused
-                    # with 413 above must never be invited.
-                    await stream.send_all(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
-                body = await _read_body(conn, stream, cfg.max_body_bytes)
-        except _BodyTooLarge:
-            await _send_simple(conn, stream, _too_large(cfg))
-            return
-        except trio.TooSlowError:
-            await _send_simple(conn, stream, Response.error(408, "timeout", "request body took too long"))
-            return
-        except h11.RemoteProtocolError as exc:
-            await _send_simple(conn, stream, Response.error(exc.error_status_hint, "bad_request", str(exc)))
-            return
-        request = dataclasses.replace(checked, body=body)
-        try:
-            response = await handler(request)
-        except Exception:
-            # A bug in one request must not take the connection's other work or the daemon down with it.
-            log.exception("handler failed for %s %s", request.method, request.target)
-            response = Response.error(500, "internal_error", "switchd failed to handle this request")
-        await _send_response(conn, stream, response, head_only=request.method == "HEAD")
-        if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
-            return
-        try:
-            conn.start_next_cycle()
-        except h11.ProtocolError:
-            return
 
 
 async def _next_event(conn: h11.Connection, stream: trio.abc.Stream) -> Any:

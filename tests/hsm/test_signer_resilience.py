@@ -27,7 +27,7 @@ from hsm.settings import HsmSettings, KeySettings
 from hsm.xmldsig import verify_envelope
 from switchd.config import load_config
 from tests.builders import pacs008
-from tests.conftest import switchctl
+from tests.conftest import spawned_children, switchctl
 from tests.hsm.conftest import DevToken, signs_once_the_pin_is_right, write_hsm_config
 from tests.hsm.test_daemon_signing import signer_processes
 
@@ -204,17 +204,6 @@ async def test_ready_comes_from_a_check_in_the_daemon_not_from_a_spawned_signer(
             await service.workers_warm.wait()
         assert len(signer_processes()) == 2
         nursery.cancel_scope.cancel()
-
-
-def spawned_children() -> set[int]:
-    """This process's multiprocessing-spawned children (signer workers, before they have loaded SoftHSM too)."""
-    out = set()
-    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
-        for pid in (task / "children").read_text().split():
-            with contextlib.suppress(OSError):
-                if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    out.add(int(pid))
-    return out
 
 
 async def test_readiness_lost_while_the_signers_warm_comes_back_by_itself(dev_token: DevToken) -> None:
