@@ -20,7 +20,9 @@ keep signing. Once the file changes, one job at a time may try the new PIN; `rel
 Start-up. Readiness needs the token, the PIN, the keys and their certificates checked, not a signer process: the
 daemon checks them itself, in a thread (log in, look everything up, close), so it need not wait ~0.5 s for a
 process to spawn and import; the signer processes then warm in the background (a batch sent meanwhile waits for its
-worker). A wrong PIN so costs one failed login, whatever the number of workers; a retry does the same check.
+worker). A wrong PIN so costs one failed login, whatever the number of workers; a retry does the same check. The
+price: the PKCS#11 module is loaded in the daemon process too, so a module that crashes at login takes the daemon
+down with it (systemd restarts it), where before it took a signer process.
 
 Stopping. Signer processes ignore SIGTERM and SIGINT (switchd.batches.worker_pool): `systemctl stop` signals the
 whole process group, and only the daemon decides when its signers stop (after the delivery workers are done with
@@ -30,6 +32,7 @@ them). A signer that died anyway does not turn shutdown into a crash: the pool l
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -94,6 +97,16 @@ def check_here(settings: HsmSettings, may_login: bool = True) -> dict[str, bytes
     One call at a time in a process (SoftHSM runs without locks here), and never in a signer process."""
     if not may_login:
         raise PinRejected(f"not logging in to token {settings.token!r} again with the PIN it rejected")
+    with _CHECK_HERE:
+        return _check_here(settings)
+
+
+# SoftHSM runs without locks under python-pkcs11: the daemon's own checks must never overlap (they do not today:
+# one retry loop awaits each in turn; this makes it a rule rather than a coincidence).
+_CHECK_HERE = threading.Lock()
+
+
+def _check_here(settings: HsmSettings) -> dict[str, bytes]:
     # rescan: the daemon keeps the module loaded between checks, and a token created since (switchctl hsm
     # init-dev while the daemon waits for it) is only seen by a module initialised again.
     signer = Signer.open(settings, rescan=True)
