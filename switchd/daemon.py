@@ -62,6 +62,7 @@ class Daemon:
         self.state = ApiState()  # readiness and draining, as every request sees them
         self.deliveries: Deliveries | None = None
         self.signing: SigningService | None = None
+        self.intake: ProcessExaminer | None = None
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -83,7 +84,7 @@ class Daemon:
             if cfg.intake_workers > 0:
                 # Ready before the workers are warm: until they are, this thread examines (switchd.workers).
                 pool = ProcessExaminer(cfg.schema_dir, cfg.http.max_body_bytes, cfg.intake_workers, until_warm=verdicts)
-                verdicts = pool
+                verdicts = self.intake = pool
             # Neither the intake workers nor the signer processes hold up readiness (each takes ~0.5 s or more to
             # spawn and compile or log in): until they are warm, this thread examines, and signing waits for them.
             async with trio.open_nursery() as starting:
@@ -227,8 +228,14 @@ class Daemon:
                 for st, n in states.items():
                     metrics.outbox_depth.labels(connector, st).set(n)
             live = self.deliveries.snapshot() if self.deliveries else []
-            write_runtime_file(self.config, addrs, live, depth, self._signing_snapshot())
+            write_runtime_file(self.config, addrs, live, depth, self._signing_snapshot(), self._intake_snapshot())
             await trio.sleep(STATUS_INTERVAL_S)
+
+    def _intake_snapshot(self) -> dict[str, object]:
+        """Where messages are examined: `warm` False while the worker processes start (the daemon examines)."""
+        if self.intake is None:
+            return {"workers": 0, "warm": False}
+        return {"workers": self.intake.workers, "warm": self.intake.warm.is_set()}
 
     def _signing_snapshot(self) -> dict[str, object] | None:
         if self.signing is None:
@@ -301,6 +308,7 @@ def write_runtime_file(
     connectors: list[dict[str, object]] | None = None,
     outbox: dict[str, dict[str, int]] | None = None,
     signing: dict[str, object] | None = None,
+    intake: dict[str, object] | None = None,
 ) -> None:
     path = runtime_file(cfg)
     tmp = path.with_suffix(".tmp")
@@ -310,6 +318,7 @@ def write_runtime_file(
         "connectors": connectors or [],
         "outbox": outbox or {},
         "signing": signing,
+        "intake": intake,
     }
     tmp.write_text(json.dumps(doc))
     tmp.replace(path)  # atomic: switchctl never reads half a file

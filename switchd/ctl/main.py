@@ -181,6 +181,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     runtime = _runtime(cfg) if daemon["running"] else {}
     connectors = runtime.get("connectors", [])
     signing = runtime.get("signing")
+    intake = runtime.get("intake")
     problems = (ready or {}).get("problems") or {}
     outbox = _journal(cfg).outbox_depth() if cfg.journal_path.exists() else {}
     if args.json:
@@ -189,6 +190,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "daemon": {**daemon, "problems": problems},
                 "journal": str(cfg.journal_path),
                 "signing": signing,
+                "intake": intake,
                 "stats": stats,
                 "connectors": connectors,
                 "outbox": outbox,
@@ -207,6 +209,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
     elif daemon["running"]:
         print("signing  off (no [hsm] in the config): outbound messages go unsigned")
+    if intake:
+        print(f"intake   {_intake_line(intake)}")
     print(f"journal  {cfg.journal_path}")
     for section, counts in stats.items():
         if isinstance(counts, dict) and counts:
@@ -233,6 +237,15 @@ def cmd_status(args: argparse.Namespace) -> int:
             ],
         )
     return 0 if daemon["running"] else 3
+
+
+def _intake_line(intake: dict[str, object]) -> str:
+    workers = intake.get("workers")
+    if not workers:
+        return "examined in the daemon's own process ([workers] intake = 0)"
+    if intake.get("warm"):
+        return f"{workers} worker process(es)"
+    return f"examined in the daemon's own process until its {workers} worker process(es) are warm"
 
 
 def _runtime(cfg: Config) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from pathlib import Path
 
 import httpx
@@ -31,6 +32,14 @@ def test_status_messages_and_show(daemon_process: DaemonProcess) -> None:
     data = json.loads(status.stdout)
     assert data["daemon"]["ready"] is True
     assert data["daemon"]["running"] is True
+    # Ready before the intake worker is warm (the daemon examines meanwhile): status says which, once it is.
+    deadline = time.monotonic() + 30
+    while not (data["intake"] or {}).get("warm"):
+        assert time.monotonic() < deadline, data["intake"]
+        time.sleep(0.2)
+        data = json.loads(switchctl(cfg, "--json", "status").stdout)
+    assert data["intake"] == {"workers": 1, "warm": True}
+    assert "intake   1 worker process(es)" in switchctl(cfg, "status").stdout
 
     listing = switchctl(cfg, "messages", "--state", "rejected")
     assert listing.returncode == 0
