@@ -30,7 +30,7 @@ import xmlschema
 from lxml import etree
 
 from adapters.local.simbank import read_receipts
-from bench.run import _start_daemon
+from bench.run import _start_daemon, wait_warm
 from switchd.iso.refs import extract_refs
 from switchd.iso.reports import build_status_report
 from switchd.schemas import load_schemas
@@ -201,6 +201,7 @@ def run_daemon(tmp: Path, args: argparse.Namespace, hsm: str = "") -> tuple[dict
         subprocess.run([str(switchctl), "--config", str(config), "hsm", "init-dev"], check=True, capture_output=True)
     proc, url, _, _ = _start_daemon(config, tmp / "daemon.log")
     try:
+        wait_warm(tmp / "daemon.log", *(["signer process(es) logged in"] if hsm else []))
         thr = trio.run(closed_loop, url, args.seconds, args.connections, receipts)
         lat = trio.run(steady, url, args.seconds, args.rate)
     finally:

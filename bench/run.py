@@ -189,6 +189,17 @@ def _start_daemon(config: Path, log: Path) -> tuple[subprocess.Popen[bytes], str
         time.sleep(0.005)
 
 
+def wait_warm(log: Path, *lines: str) -> None:
+    """Until the daemon's log says its intake workers (and `lines`, e.g. the signers') are warm: it is ready
+    before they are, and a load measured meanwhile would measure its start-up too."""
+    deadline = time.perf_counter() + 60
+    for line in ("intake worker process(es) warm", *lines):
+        while line not in log.read_text(errors="replace"):
+            if time.perf_counter() > deadline:
+                raise RuntimeError(f"no {line!r} in {log} within 60 s")
+            time.sleep(0.05)
+
+
 def _vm_hwm_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -200,12 +211,7 @@ def bench_http(tmp: Path, seconds: float, connections: int, shape: str) -> dict[
     config = write_config(tmp)
     proc, url, wall_ready, internal_ready = _start_daemon(config, tmp / "daemon.log")
     try:
-        # The daemon is ready before its intake workers are warm: wait for them, or the CPU split is wrong.
-        deadline = time.perf_counter() + 60
-        while "intake worker process(es) warm" not in (tmp / "daemon.log").read_text(errors="replace"):
-            if time.perf_counter() > deadline:
-                raise RuntimeError("the intake workers did not warm within 60 s")
-            time.sleep(0.05)
+        wait_warm(tmp / "daemon.log")  # or the CPU split between the daemon and its workers is wrong
         workers = _children(proc.pid)
         cpu_before = {pid: _cpu_s(pid) for pid in [proc.pid, *workers]}
         out = subprocess.run(

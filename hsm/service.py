@@ -31,6 +31,7 @@ them). A signer that died anyway does not turn shutdown into a crash: the pool l
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Awaitable, Callable, Sequence
@@ -53,6 +54,7 @@ from hsm.xmldsig import Verified, verify_envelope
 from switchd.batches import BatchQueue, WorkerPool, worker_pool
 
 _DER = Encoding.DER
+log = logging.getLogger("switchd.hsm")
 ANSWER_TIMEOUT_S = 30.0  # the longest a caller waits for its batch to be signed
 T = TypeVar("T")
 
@@ -364,6 +366,7 @@ class SigningService:
                     warm.start_soon(one)
         if not failed:
             self.workers_warm.set()
+            log.info("%d signer process(es) logged in", self.workers)
 
     async def _keep_warming(self, pool: WorkerPool, nursery: trio.Nursery, retry_s: float) -> None:
         """For as long as the service runs: whenever it is not ready (the token unusable at start, or a failure
