@@ -227,6 +227,7 @@ class Daemon:
             for connector, states in depth.items():
                 for st, n in states.items():
                     metrics.outbox_depth.labels(connector, st).set(n)
+            metrics.intake_workers_warm.set(int(self.intake is not None and self.intake.warm.is_set()))
             live = self.deliveries.snapshot() if self.deliveries else []
             write_runtime_file(self.config, addrs, live, depth, self._signing_snapshot(), self._intake_snapshot())
             await trio.sleep(STATUS_INTERVAL_S)

@@ -39,6 +39,11 @@ class Metrics:
         )
         self.ready = Gauge("switchd_ready", "1 when the daemon accepts messages", registry=r)
         self.inflight = Gauge("switchd_inflight_messages", "Messages being processed", registry=r)
+        self.intake_workers_warm = Gauge(
+            "switchd_intake_workers_warm",
+            "1 once the intake worker processes examine; 0 while the daemon examines on its own thread",
+            registry=r,
+        )
         self.delivery_attempts = Counter(
             "switchd_delivery_attempts",
             "Delivery attempts by connector and outcome",

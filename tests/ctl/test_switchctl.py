@@ -40,6 +40,7 @@ def test_status_messages_and_show(daemon_process: DaemonProcess) -> None:
         data = json.loads(switchctl(cfg, "--json", "status").stdout)
     assert data["intake"] == {"workers": 1, "warm": True}
     assert "intake   1 worker process(es)" in switchctl(cfg, "status").stdout
+    assert "switchd_intake_workers_warm 1.0" in httpx.get(f"{daemon_process.base_url}/metrics", timeout=30).text
 
     listing = switchctl(cfg, "messages", "--state", "rejected")
     assert listing.returncode == 0
