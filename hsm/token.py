@@ -2,10 +2,11 @@
 
 Theory of operation (see NOTES.md "PKCS#11 with SoftHSM2"). python-pkcs11 initialises the module without OS
 locking, so SoftHSM runs without mutexes: one `Token` per process, used from one thread at a time. Login state is
-per process; concurrent logins on one SoftHSM file token fail, so `C_Login` runs under an exclusive file lock
-(`login_lock`). The PIN is read from the file or variable named in the settings when opening, handed to the module
-and dropped; it is never logged and never part of an exception message. A PIN the token refuses raises PinRejected
-carrying `pin_source_state` (what identifies that PIN without holding it), so the caller can avoid trying it again.
+per process; concurrent logins on one SoftHSM file token fail, and so, now and then, does a token lookup beside a
+login, so opening a session (module load, token lookup, C_Login) runs under an exclusive file lock (`login_lock`).
+The PIN is read from the file or variable named in the settings when opening, handed to the module and dropped; it
+is never logged and never part of an exception message. A PIN the token refuses raises PinRejected carrying
+`pin_source_state` (what identifies that PIN without holding it), so the caller can avoid trying it again.
 """
 
 from __future__ import annotations
@@ -107,7 +108,8 @@ def load_module(settings: HsmSettings, *, rescan: bool = False) -> Library:
 
 @contextmanager
 def login_lock(settings: HsmSettings) -> Iterator[None]:
-    """Exclusive lock around C_Login: concurrent logins on one SoftHSM file token fail without it."""
+    """Exclusive lock around opening a session (module load, token lookup, C_Login): concurrent logins on one
+    SoftHSM file token fail without it, and so, now and then, does a token lookup beside a login."""
     if settings.login_lock is None:
         yield
         return
@@ -137,12 +139,15 @@ def find_token(lib: Library, label: str) -> pkcs11.Token:
 def open_session(settings: HsmSettings, *, rw: bool = False, rescan: bool = False) -> pkcs11.Session:
     """A logged-in session on the configured token. Raises HsmUnavailable with the reason (never the PIN).
     `rescan`: see load_module."""
-    lib = load_module(settings, rescan=rescan)
-    token = find_token(lib, settings.token)
-    # Taken before the read: a PIN written in between then counts as a change, and gets its own attempt.
-    source = pin_source_state(settings)
-    pin = read_pin(settings)
+    # The whole set-up under the lock, not C_Login alone: processes that load the module and list the tokens while
+    # another logs in fail now and then (no such token, GeneralError: 6 of 120 logins of 4 processes starting at
+    # once, on this machine's SoftHSM), and the signer processes do start at once.
     with login_lock(settings):
+        lib = load_module(settings, rescan=rescan)
+        token = find_token(lib, settings.token)
+        # Taken before the read: a PIN written in between then counts as a change, and gets its own attempt.
+        source = pin_source_state(settings)
+        pin = read_pin(settings)
         try:
             return token.open(rw=rw, user_pin=pin)
         except p11err.UserAlreadyLoggedIn:
