@@ -140,7 +140,7 @@ def open_session(settings: HsmSettings, *, rw: bool = False, rescan: bool = Fals
     """A logged-in session on the configured token. Raises HsmUnavailable with the reason (never the PIN).
     `rescan`: see load_module."""
     # The whole set-up under the lock, not C_Login alone: processes that load the module and list the tokens while
-    # another logs in fail now and then (no such token, GeneralError: 6 of 120 logins of 4 processes starting at
+    # another logs in fail now and then (no such token, GeneralError: 3-6 of 120 logins of 4 processes starting at
     # once, on this machine's SoftHSM), and the signer processes do start at once.
     with login_lock(settings):
         lib = load_module(settings, rescan=rescan)
