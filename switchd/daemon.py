@@ -80,16 +80,15 @@ class Daemon:
         examiner = Examiner(catalogue, schemas, cfg.http.max_body_bytes)
         async with open_journal(cfg.journal_path) as journal, trio.open_nursery() as workers_nursery:
             verdicts: VerdictSource = InlineExaminer(examiner)
-            pool = None
             if cfg.intake_workers > 0:
                 # Ready before the workers are warm: until they are, this thread examines (switchd.workers).
-                pool = ProcessExaminer(cfg.schema_dir, cfg.http.max_body_bytes, cfg.intake_workers, until_warm=verdicts)
-                verdicts = self.intake = pool
+                self.intake = ProcessExaminer(cfg.schema_dir, cfg.http.max_body_bytes, cfg.intake_workers, verdicts)
+                verdicts = self.intake
             # Neither the intake workers nor the signer processes hold up readiness (each takes ~0.5 s or more to
             # spawn and compile or log in): until they are warm, this thread examines, and signing waits for them.
             async with trio.open_nursery() as starting:
-                if pool is not None:
-                    starting.start_soon(workers_nursery.start, pool.run)
+                if self.intake is not None:
+                    starting.start_soon(workers_nursery.start, self.intake.run)
                 starting.start_soon(self._start_signing, workers_nursery)
             signing = self.signing
             recovered = await journal.recover_inflight(rfc3339(self.clock()))

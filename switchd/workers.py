@@ -3,7 +3,7 @@
 Theory of operation. Examining a message (parse, validate, rules, report) is Python CPU work that holds the GIL,
 so threads do not scale it; processes do. Each worker is spawned (not forked), compiles the schemas once, and
 receives adaptive batches (switchd/batches.py). Spawning and compiling take ~0.5 s, so until the workers are warm
-the pool may examine inline (`until_warm`): the daemon is ready without waiting for them.
+the pool examines inline (`until_warm`): the daemon is ready without waiting for them.
 """
 
 from __future__ import annotations
@@ -82,17 +82,17 @@ class ExamineFailed(Exception):
 class ProcessExaminer:
     """A pool of `workers` examiner processes; `run()` must be running (nursery.start) while `verdict` is used.
 
-    With `until_warm`, `run` reports started at once and `verdict` uses `until_warm` until every worker has been
-    spawned and has compiled the schemas; without it, `run` reports started only then."""
+    `run` reports started at once; until every worker has been spawned and has compiled the schemas (`warm`),
+    `verdict` asks `until_warm` (the daemon's inline examiner)."""
 
     def __init__(
         self,
         schema_dir: Path,
         max_bytes: int,
         workers: int,
-        batch_max: int = BATCH_MAX,
+        until_warm: VerdictSource,
         *,
-        until_warm: VerdictSource | None = None,
+        batch_max: int = BATCH_MAX,
         warm_retry_s: float = 5.0,
     ) -> None:
         if workers < 1:
@@ -106,7 +106,7 @@ class ProcessExaminer:
         self.warm = trio.Event()
 
     async def verdict(self, job: Job) -> Verdict:
-        if self._until_warm is not None and not self.warm.is_set():
+        if not self.warm.is_set():
             return await self._until_warm.verdict(job)
         (result,) = await self.queue.submit([job])
         return result.unwrap()
@@ -116,8 +116,7 @@ class ProcessExaminer:
         async with worker_pool(
             partial(_prepare, self.schema_dir, self.max_bytes), self.workers, "intake worker"
         ) as pool:
-            if self._until_warm is not None:
-                task_status.started()
+            task_status.started()
             # Warm every worker (spawn + import + schema compile).
             while died := await self._warm_all(pool):
                 # Killed before it could ignore SIGTERM (`systemctl stop` signals the whole group, and it may come
@@ -131,21 +130,16 @@ class ProcessExaminer:
                 await trio.sleep(self.warm_retry_s)
             self.warm.set()
             log.info("%d intake worker process(es) warm in %.2fs", self.workers, time.perf_counter() - started)
-            if self._until_warm is None:
-                task_status.started()
             await self.queue.serve(partial(self._run_batch, pool))
 
     async def _warm_all(self, pool: WorkerPool) -> list[trio_parallel.BrokenWorkerError]:
-        """One warm-up job per worker, at once (each lands in its own process); the deaths, if any. Without
-        `until_warm` a death is raised: nothing could examine meanwhile."""
+        """One warm-up job per worker, at once (each lands in its own process); the deaths, if any."""
         died: list[trio_parallel.BrokenWorkerError] = []
 
         async def warm_one() -> None:
             try:
                 await pool.run_sync(_prepare, self.schema_dir, self.max_bytes)
             except trio_parallel.BrokenWorkerError as exc:
-                if self._until_warm is None:
-                    raise
                 died.append(exc)
 
         async with trio.open_nursery() as warm:

@@ -20,6 +20,15 @@ from tests.conftest import REPO, spawned_children
 SCHEMAS = REPO / "schemas" / "iso20022"
 
 
+def _job(msg_id: str) -> Job:
+    return Job(pacs008(msg_id=msg_id), frozenset({"AAAAUS33XXX"}), "MTEST", datetime.now(UTC))
+
+
+def _inline() -> InlineExaminer:
+    catalogue, schemas = load_schemas(SCHEMAS)
+    return InlineExaminer(Examiner(catalogue, schemas, 1_000_000))
+
+
 async def test_the_pool_does_not_wait_on_trio_parallels_shared_limiter() -> None:
     """Each pool has its own limiter: with trio-parallel's default one (cores, shared by every pool) taken up by
     other work - the signer pool warming, say - the intake pool used to wait for it before it could warm or
@@ -29,13 +38,14 @@ async def test_the_pool_does_not_wait_on_trio_parallels_shared_limiter() -> None
     for borrower in held:
         await shared.acquire_on_behalf_of(borrower)
     try:
-        pool = ProcessExaminer(SCHEMAS, 1_000_000, workers=2)
+        pool = ProcessExaminer(SCHEMAS, 1_000_000, 2, _inline())
         async with trio.open_nursery() as nursery:
             with trio.fail_after(30):
                 await nursery.start(pool.run)
-                job = Job(pacs008(msg_id="LIMITER-1"), frozenset({"AAAAUS33XXX"}), "MTEST", datetime.now(UTC))
-                verdict = await pool.verdict(job)
+                await pool.warm.wait()
+                verdict = await pool.verdict(_job("LIMITER-1"))
             assert verdict.reject_kind is None and verdict.msg_id == "LIMITER-1"
+            assert pool.queue.jobs == 1  # by a worker process
             nursery.cancel_scope.cancel()
     finally:
         for borrower in held:
@@ -45,22 +55,16 @@ async def test_the_pool_does_not_wait_on_trio_parallels_shared_limiter() -> None
 async def test_until_its_workers_are_warm_the_pool_examines_inline_then_in_the_processes() -> None:
     """The daemon says it is ready without waiting ~0.5 s for the workers to spawn and compile the schemas: the
     messages of that time are examined on the calling thread, the later ones by the processes."""
-    catalogue, schemas = load_schemas(SCHEMAS)
-    inline = InlineExaminer(Examiner(catalogue, schemas, 1_000_000))
-    pool = ProcessExaminer(SCHEMAS, 1_000_000, workers=1, until_warm=inline)
-
-    def job(msg_id: str) -> Job:
-        return Job(pacs008(msg_id=msg_id), frozenset({"AAAAUS33XXX"}), "MTEST", datetime.now(UTC))
-
+    pool = ProcessExaminer(SCHEMAS, 1_000_000, 1, _inline())
     async with trio.open_nursery() as nursery:
         with trio.fail_after(30):
             await nursery.start(pool.run)
             assert not pool.warm.is_set()  # started before a process could have compiled anything
-            early = await pool.verdict(job("EARLY-1"))
+            early = await pool.verdict(_job("EARLY-1"))
             assert early.reject_kind is None and early.msg_id == "EARLY-1"
             assert pool.queue.jobs == 0  # examined inline
             await pool.warm.wait()
-            late = await pool.verdict(job("LATE-1"))
+            late = await pool.verdict(_job("LATE-1"))
             assert late.reject_kind is None and late.msg_id == "LATE-1"
             assert pool.queue.jobs == 1  # by a worker process
         nursery.cancel_scope.cancel()
@@ -72,10 +76,8 @@ async def test_a_worker_killed_while_starting_leaves_the_pool_examining_inline_u
     """`systemctl stop` signals the whole process group, and a worker still starting has not yet set itself to
     ignore SIGTERM: it dies (so does one the OOM killer picks). The daemon used to exit 1 with a traceback; it stays
     up, examining on its thread, and warms a new worker a little later."""
-    catalogue, schemas = load_schemas(SCHEMAS)
     before = spawned_children()
-    inline = InlineExaminer(Examiner(catalogue, schemas, 1_000_000))
-    pool = ProcessExaminer(SCHEMAS, 1_000_000, workers=1, until_warm=inline, warm_retry_s=0.5)
+    pool = ProcessExaminer(SCHEMAS, 1_000_000, 1, _inline(), warm_retry_s=0.5)
     async with trio.open_nursery() as nursery:
         with trio.fail_after(30):
             await nursery.start(pool.run)
@@ -86,14 +88,11 @@ async def test_a_worker_killed_while_starting_leaves_the_pool_examining_inline_u
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
                 await trio.sleep(0.005)
-            job = Job(pacs008(msg_id="AFTER-KILL"), frozenset({"AAAAUS33XXX"}), "MTEST", datetime.now(UTC))
-            verdict = await pool.verdict(job)
+            verdict = await pool.verdict(_job("AFTER-KILL"))
             assert verdict.reject_kind is None and verdict.msg_id == "AFTER-KILL"
             assert not pool.warm.is_set() and pool.queue.jobs == 0  # inline: a new worker takes longer to warm
 
             await pool.warm.wait()  # the retry
-            later = await pool.verdict(
-                Job(pacs008(msg_id="AFTER-RETRY"), frozenset({"AAAAUS33XXX"}), "MTEST", datetime.now(UTC))
-            )
+            later = await pool.verdict(_job("AFTER-RETRY"))
             assert later.reject_kind is None and pool.queue.jobs == 1
         nursery.cancel_scope.cancel()
