@@ -46,7 +46,7 @@ from switchd.pipeline import Inbound, Pipeline
 from switchd.schemas import load_schemas
 from switchd.workers import InlineExaminer
 from tests.builders import Tx, pacs008
-from tests.conftest import write_config
+from tests.conftest import children, write_config
 
 REPO = Path(__file__).resolve().parent.parent
 SCHEMAS = REPO / "schemas" / "iso20022"
@@ -167,10 +167,6 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _children(pid: int) -> list[int]:
-    return [int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
-
-
 def _start_daemon(config: Path, log: Path) -> tuple[subprocess.Popen[bytes], str, float, float]:
     t0 = time.perf_counter()
     with log.open("wb") as out:
@@ -212,7 +208,7 @@ def bench_http(tmp: Path, seconds: float, connections: int, shape: str) -> dict[
     proc, url, wall_ready, internal_ready = _start_daemon(config, tmp / "daemon.log")
     try:
         wait_warm(tmp / "daemon.log")  # or the CPU split between the daemon and its workers is wrong
-        workers = _children(proc.pid)
+        workers = children(proc.pid)
         cpu_before = {pid: _cpu_s(pid) for pid in [proc.pid, *workers]}
         out = subprocess.run(
             [
@@ -251,6 +247,10 @@ def bench_dev_startup(tmp: Path) -> float:
     """Wall seconds from exec to ready with the dev default config (SoftHSM signing, simulated bank) on a fresh
     data dir and an existing dev token: what `make run` starts, after its first time."""
     text = (REPO / "conf" / "switchd.toml").read_text()
+    # Never the repository's own var/ nor the port of a `make run` going on: stop if the dev config moved them.
+    for needed in ('data_dir = "../var"', "127.0.0.1:8020"):
+        if needed not in text:
+            raise RuntimeError(f"conf/switchd.toml no longer says {needed!r}: update bench_dev_startup")
     text = text.replace('data_dir = "../var"', f'data_dir = "{tmp / "var"}"').replace("127.0.0.1:8020", "127.0.0.1:0")
     config = tmp / "switchd.toml"
     config.write_text(text)

@@ -55,15 +55,26 @@ token_sha256 = "c878ba2cc2ef91b968ac7ffe0baa1714cf8b7a9c08144275f411d8c9da232390
 """
 
 
+def children(pid: int) -> list[int]:
+    """The child processes of `pid` (Linux: the children lists of all its threads)."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+def proc_file(pid: int, name: str) -> bytes:
+    """/proc/PID/NAME, or b"" for a process gone meanwhile."""
+    try:
+        return Path(f"/proc/{pid}/{name}").read_bytes()
+    except OSError:
+        return b""
+
+
 def spawned_children() -> set[int]:
     """This process's multiprocessing-spawned children (worker processes; not its resource tracker)."""
-    out = set()
-    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
-        for pid in (task / "children").read_text().split():
-            with contextlib.suppress(OSError):  # gone meanwhile
-                if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    out.add(int(pid))
-    return out
+    return {c for c in children(os.getpid()) if b"spawn_main" in proc_file(c, "cmdline")}
 
 
 def write_config(

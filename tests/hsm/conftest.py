@@ -25,7 +25,7 @@ from hsm.settings import HsmSettings
 from hsm.xmldsig import verify_envelope
 from switchd.config import load_config
 from tests.builders import pacs008
-from tests.conftest import switchctl
+from tests.conftest import children, proc_file, switchctl
 
 HSM_CONFIG = """
 [paths]
@@ -87,6 +87,12 @@ def dev_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevToken]:
         os.environ.pop("SOFTHSM2_CONF", None)
     else:
         os.environ["SOFTHSM2_CONF"] = before
+
+
+def signers_of(pid: int | None = None) -> list[int]:
+    """The child processes of `pid` (default: this one) that loaded SoftHSM: its signer processes (intake workers
+    never load it)."""
+    return [c for c in children(pid or os.getpid()) if b"libsofthsm2" in proc_file(c, "maps")]
 
 
 def exported_cert(config: Path, label: str | None = None) -> x509.Certificate:

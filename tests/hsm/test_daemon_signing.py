@@ -22,7 +22,7 @@ from switchd.config import load_config
 from switchd.journal import Journal
 from tests.builders import Tx, pacs008
 from tests.conftest import RunningDaemon, start_daemon, switchctl, write_config
-from tests.hsm.conftest import DevToken, SoftwareKey, exported_cert, hsm_keys, make_software_key
+from tests.hsm.conftest import DevToken, SoftwareKey, exported_cert, hsm_keys, make_software_key, signers_of
 from tests.hsm.tools import foreign_signed, openssl, signxml_verify
 
 DS = "{http://www.w3.org/2000/09/xmldsig#}"
@@ -329,20 +329,6 @@ async def test_inbound_signature_required_for_participants_with_certificates(
         await rd.stop()
 
 
-def signer_processes() -> list[int]:
-    """Our child processes that loaded SoftHSM: the signer workers (intake workers never load it)."""
-    me = str(os.getpid())
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rpartition(")")[2].split()
-            if fields[1] == me and "libsofthsm2" in (stat.parent / "maps").read_text():
-                out.append(int(stat.parent.name))
-        except OSError:
-            continue
-    return out
-
-
 async def test_hsm_lost_at_runtime_messages_wait_then_go_signed(
     dev_token: DevToken, tmp_path: Path, nursery: trio.Nursery
 ) -> None:
@@ -360,7 +346,7 @@ async def test_hsm_lost_at_runtime_messages_wait_then_go_signed(
 
         # The HSM goes away: the signer process dies and a new one cannot log in (the PIN cannot be read).
         pin.rename(tmp_path / "runtime.pin.away")
-        victims = signer_processes()
+        victims = signers_of()
         assert victims, "no signer process found"
         for pid in victims:
             os.kill(pid, signal.SIGKILL)

@@ -12,16 +12,8 @@ import trio
 
 from tests.builders import pacs008
 from tests.conftest import start_daemon_process, write_config
-from tests.hsm.conftest import DevToken
+from tests.hsm.conftest import DevToken, signers_of
 from tests.hsm.test_daemon_signing import XML, connector_and_signer, delivered_file, hsm_table
-
-
-def signers_of(pid: int) -> list[int]:
-    """The daemon's child processes that loaded SoftHSM: its signer processes."""
-    children = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        children += [int(c) for c in (task / "children").read_text().split()]
-    return [c for c in children if "libsofthsm2" in Path(f"/proc/{c}/maps").read_text()]
 
 
 async def test_sigterm_to_the_process_group_of_a_signing_daemon_stops_cleanly(

@@ -28,8 +28,7 @@ from hsm.xmldsig import verify_envelope
 from switchd.config import load_config
 from tests.builders import pacs008
 from tests.conftest import spawned_children, switchctl
-from tests.hsm.conftest import DevToken, signs_once_the_pin_is_right, write_hsm_config
-from tests.hsm.test_daemon_signing import signer_processes
+from tests.hsm.conftest import DevToken, signers_of, signs_once_the_pin_is_right, write_hsm_config
 
 START_TIMEOUT = 60  # spawning workers and logging in: only bounds a hang
 RETRY_S = 0.2
@@ -197,12 +196,12 @@ async def test_ready_comes_from_a_check_in_the_daemon_not_from_a_spawned_signer(
         await start_service(nursery, service)
         # Right after start (a spawned process needs far longer to load SoftHSM than this takes):
         assert service.ready and set(service.certificates) == {"sig-rsa", "sig-ec"}
-        assert signer_processes() == [] and not service.workers_warm.is_set()
+        assert signers_of() == [] and not service.workers_warm.is_set()
         with trio.fail_after(START_TIMEOUT):
             (signed,) = await service.sign([pacs008(msg_id="EARLY-SIGN")])
             verify_envelope(signed.data, [service.certificates["sig-rsa"]])
             await service.workers_warm.wait()
-        assert len(signer_processes()) == 2
+        assert len(signers_of()) == 2
         nursery.cancel_scope.cancel()
 
 
@@ -270,7 +269,7 @@ async def test_signer_processes_ignore_sigterm_and_sigint_and_keep_signing(dev_t
         await start_service(nursery, service)
         with trio.fail_after(START_TIMEOUT):
             await service.workers_warm.wait()  # ready came first: the daemon checked the token itself
-        signers = sorted(signer_processes())
+        signers = sorted(signers_of())
         assert len(signers) == 2, signers
         for pid in signers:
             mask = ignored_signals(pid)
@@ -280,7 +279,7 @@ async def test_signer_processes_ignore_sigterm_and_sigint_and_keep_signing(dev_t
         with trio.fail_after(START_TIMEOUT):
             signed = await service.sign([pacs008(msg_id=f"TERM-{i}") for i in range(40)])
         assert len(signed) == 40 and service.ready
-        assert sorted(signer_processes()) == signers  # the same processes, alive: none died, none was replaced
+        assert sorted(signers_of()) == signers  # the same processes, alive: none died, none was replaced
         nursery.cancel_scope.cancel()
 
 
@@ -301,7 +300,7 @@ async def test_a_signer_that_died_does_not_make_shutdown_raise(
             await start_service(nursery, service)
             with trio.fail_after(START_TIMEOUT):
                 await service.workers_warm.wait()
-            (pid,) = signer_processes()
+            (pid,) = signers_of()
             os.kill(pid, signal.SIGKILL)  # what SIGTERM used to do to it, or the OOM killer
             with trio.fail_after(START_TIMEOUT):
                 while not is_dead(pid):
