@@ -49,7 +49,7 @@ from hsm.canonical import CanonicalEnvelope, digests, insert_signature
 from hsm.errors import HsmError, HsmUnavailable, PinRejected, SignatureInvalid
 from hsm.settings import HsmSettings
 from hsm.signer import SignedMessage, Signer
-from hsm.token import pin_source_state, use_softhsm_conf
+from hsm.token import load_module, login_lock, pin_source_state, use_softhsm_conf
 from hsm.xmldsig import Verified, verify_envelope
 from switchd.batches import BatchQueue, WorkerPool, worker_pool
 
@@ -109,9 +109,11 @@ _CHECK_HERE = threading.Lock()
 
 
 def _check_here(settings: HsmSettings) -> dict[str, bytes]:
-    # rescan: the daemon keeps the module loaded between checks, and a token created since (switchctl hsm
-    # init-dev while the daemon waits for it) is only seen by a module initialised again.
-    signer = Signer.open(settings, rescan=True)
+    # The daemon keeps the module loaded between checks, and a token created since (switchctl hsm init-dev while
+    # the daemon waits for it) is only seen by a module initialised again; under the lock, as every module set-up.
+    with login_lock(settings):
+        load_module(settings, rescan=True)
+    signer = Signer.open(settings)
     try:
         return signer.certificates(settings)
     finally:

@@ -39,10 +39,9 @@ class Signer:
         self.token = token
 
     @classmethod
-    def open(cls, settings: HsmSettings, *, rescan: bool = False) -> Signer:
-        """Log in and check every configured key and certificate. Raises HsmUnavailable. `rescan`: see
-        hsm.token.load_module."""
-        signer = cls(Token.open(settings, rescan=rescan))
+    def open(cls, settings: HsmSettings) -> Signer:
+        """Log in and check every configured key and certificate. Raises HsmUnavailable."""
+        signer = cls(Token.open(settings))
         try:
             for spec in settings.keys:
                 signer.token.key(spec.label)

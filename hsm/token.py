@@ -136,14 +136,13 @@ def find_token(lib: Library, label: str) -> pkcs11.Token:
         raise HsmUnavailable(f"cannot list tokens: {type(exc).__name__}") from None
 
 
-def open_session(settings: HsmSettings, *, rw: bool = False, rescan: bool = False) -> pkcs11.Session:
-    """A logged-in session on the configured token. Raises HsmUnavailable with the reason (never the PIN).
-    `rescan`: see load_module."""
+def open_session(settings: HsmSettings, *, rw: bool = False) -> pkcs11.Session:
+    """A logged-in session on the configured token. Raises HsmUnavailable with the reason (never the PIN)."""
     # The whole set-up under the lock, not C_Login alone: processes that load the module and list the tokens while
     # another logs in fail now and then (no such token, GeneralError: 3-6 of 120 logins of 4 processes starting at
     # once, on this machine's SoftHSM), and the signer processes do start at once.
     with login_lock(settings):
-        lib = load_module(settings, rescan=rescan)
+        lib = load_module(settings)
         token = find_token(lib, settings.token)
         # Taken before the read: a PIN written in between then counts as a change, and gets its own attempt.
         source = pin_source_state(settings)
@@ -235,10 +234,9 @@ class Token:
         self._keys: dict[str, TokenKey] = {}
 
     @classmethod
-    def open(cls, settings: HsmSettings, *, rescan: bool = False) -> Token:
-        """Open and log in. Raises HsmUnavailable (module, token, PIN) naming what is wrong. `rescan`: see
-        load_module."""
-        return cls(settings, open_session(settings, rescan=rescan))
+    def open(cls, settings: HsmSettings) -> Token:
+        """Open and log in. Raises HsmUnavailable (module, token, PIN) naming what is wrong."""
+        return cls(settings, open_session(settings))
 
     def key(self, label: str, settings: HsmSettings | None = None) -> TokenKey:
         """The key with this label (from `settings` when given: a reload may add keys). Raises HsmUnavailable."""
