@@ -46,7 +46,7 @@ class CanonicalEnvelope(NamedTuple):
 
 
 def canonical_envelope(wrapper: etree._Element, app_hdr: etree._Element, document: etree._Element) -> CanonicalEnvelope:
-    """The envelope `<wrapper>` + AppHdr + Document, laid out for `sign_canonical`. `wrapper` is an empty element
+    """The envelope `<wrapper>` + AppHdr + Document, laid out for signing. `wrapper` is an empty element
     (its tag and namespace declarations are used); `app_hdr` is left as it was. Raises SigningError if the AppHdr
     is signed already or an element has no namespace (inside the wrapper it would take the wrapper's)."""
     for el in (wrapper, app_hdr, document):
@@ -93,15 +93,8 @@ def signature_element(signed: Digests, key: SigningKey, sign: SignFn, *, key_inf
 
 
 def insert_signature(envelope: CanonicalEnvelope, signature: bytes) -> bytes:
-    """The envelope bytes with `signature` (from signature_element over its digests) in the AppHdr's Sgntr."""
+    """The envelope bytes with `signature` (from signature_element over its digests) in the AppHdr's Sgntr.
+    digests -> signature_element (in a signer process) -> insert_signature is how hsm.service signs it."""
     hdr = envelope.app_hdr
     inside = hdr.index(b">", envelope.sgntr_start) + 1  # after Sgntr's start tag
     return b"".join((envelope.head, hdr[:inside], signature, hdr[inside:], envelope.document, envelope.tail))
-
-
-def sign_canonical(
-    envelope: CanonicalEnvelope, key: SigningKey, sign: SignFn, *, key_info_id: bytes | None = None
-) -> bytes:
-    """The signed envelope bytes: the signature `xmldsig.sign_tree` makes, from two SHA-256 over byte ranges and
-    one call to `sign`."""
-    return insert_signature(envelope, signature_element(digests(envelope), key, sign, key_info_id=key_info_id))

@@ -19,12 +19,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.x509.oid import NameOID
+from lxml import etree
 
+from hsm.canonical import CanonicalEnvelope, canonical_envelope, digests, insert_signature, signature_element
 from hsm.service import SigningService
 from hsm.settings import HsmSettings
-from hsm.xmldsig import verify_envelope
+from hsm.xmldsig import SignFn, SigningKey, verify_envelope
 from switchd.config import load_config
-from tests.builders import pacs008
+from tests.builders import ENVELOPE_NS, ENVELOPE_TAG, pacs008
 from tests.conftest import children, proc_file, switchctl
 
 HSM_CONFIG = """
@@ -87,6 +89,22 @@ def dev_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevToken]:
         os.environ.pop("SOFTHSM2_CONF", None)
     else:
         os.environ["SOFTHSM2_CONF"] = before
+
+
+def laid_out(raw: bytes) -> tuple[CanonicalEnvelope, etree._Element]:
+    """The envelope `raw` laid out for signing (hsm.canonical, in our BizMsg wrapper, as the daemon's builder
+    does), and its AppHdr element (left as it was)."""
+    root = etree.fromstring(raw)
+    hdr, doc = (c for c in root if isinstance(c.tag, str))
+    return canonical_envelope(etree.Element(ENVELOPE_TAG, nsmap={None: ENVELOPE_NS}), hdr, doc), hdr
+
+
+def sign_laid_out(
+    envelope: CanonicalEnvelope, key: SigningKey, sign: SignFn, *, key_info_id: bytes | None = None
+) -> bytes:
+    """What the signing service does with a laid-out envelope, in one process: its digests, the ds:Signature over
+    them (SignedInfo to `sign`), spliced in."""
+    return insert_signature(envelope, signature_element(digests(envelope), key, sign, key_info_id=key_info_id))
 
 
 def signers_of(pid: int | None = None) -> list[int]:

@@ -12,14 +12,13 @@ from collections.abc import Callable
 import pytest
 from lxml import etree
 
-from hsm.canonical import CanonicalEnvelope, canonical_envelope, sign_canonical
+from hsm.canonical import canonical_envelope
 from hsm.errors import SigningError
 from hsm.xmldsig import SigningKey, c14n, sign_envelope, verify_envelope
 from tests.builders import pacs008, pain001
-from tests.hsm.conftest import SoftwareKey
+from tests.hsm.conftest import SoftwareKey, laid_out, sign_laid_out
 
 HEAD = "urn:iso:std:iso:20022:tech:xsd:head.001.001.02"
-WRAPPER = "urn:switchd:xsd:envelope"
 
 
 def _with_rltd_and_flag(raw: bytes) -> bytes:
@@ -72,12 +71,6 @@ SHAPES: dict[str, Callable[[], bytes]] = {
 }
 
 
-def _laid_out(raw: bytes) -> tuple[CanonicalEnvelope, etree._Element]:
-    root = etree.fromstring(raw)
-    hdr, doc = (c for c in root if isinstance(c.tag, str))
-    return canonical_envelope(etree.Element(f"{{{WRAPPER}}}BizMsg", nsmap={None: WRAPPER}), hdr, doc), hdr
-
-
 @pytest.mark.parametrize("kind", ["rsa", "ec"])
 @pytest.mark.parametrize("shape", sorted(SHAPES))
 def test_the_token_gets_the_same_signed_info_as_from_the_parsed_envelope(
@@ -85,36 +78,36 @@ def test_the_token_gets_the_same_signed_info_as_from_the_parsed_envelope(
 ) -> None:
     k = software_keys(kind)
     key = SigningKey.from_cert(k.cert)
-    laid_out, _ = _laid_out(SHAPES[shape]())
+    envelope, _ = laid_out(SHAPES[shape]())
     given: list[bytes] = []
 
     def record(signed_info: bytes) -> bytes:
         given.append(signed_info)
         return k.sign_raw(signed_info)
 
-    fast = sign_canonical(laid_out, key, record, key_info_id=b"KeyInfo-1")
-    slow = sign_envelope(laid_out.unsigned, key, record, key_info_id="KeyInfo-1")
+    fast = sign_laid_out(envelope, key, record, key_info_id=b"KeyInfo-1")
+    slow = sign_envelope(envelope.unsigned, key, record, key_info_id="KeyInfo-1")
     assert len(given) == 2 and given[0] == given[1]
     for signed in (fast, slow):
         verify_envelope(signed, [k.cert])
     # Canonical bytes are a fixed point: the signed message, parsed again, canonicalises to the bytes digested.
     root = etree.fromstring(fast)
-    assert c14n(root[1]) == laid_out.document
+    assert c14n(root[1]) == envelope.document
     hdr_view = copy.deepcopy(root[0])
     sgntr = hdr_view.find("{*}Sgntr")
     assert sgntr is not None and len(sgntr) == 1
     sgntr.remove(sgntr[0])
-    assert c14n(hdr_view) == laid_out.app_hdr
+    assert c14n(hdr_view) == envelope.app_hdr
 
 
 @pytest.mark.parametrize("shape", sorted(SHAPES))
 def test_the_unsigned_envelope_is_the_same_message_and_the_header_is_left_as_it_was(shape: str) -> None:
     raw = SHAPES[shape]()
     before = etree.fromstring(raw)
-    laid_out, hdr = _laid_out(raw)
+    envelope, hdr = laid_out(raw)
     assert c14n(hdr) == c14n(before[0])  # the builder's temporary Sgntr is gone again
-    unsigned = etree.fromstring(laid_out.unsigned)
-    assert laid_out.unsigned.startswith(b"<?xml version='1.0' encoding='UTF-8'?>\n<BizMsg ")
+    unsigned = etree.fromstring(envelope.unsigned)
+    assert envelope.unsigned.startswith(b"<?xml version='1.0' encoding='UTF-8'?>\n<BizMsg ")
     assert etree.QName(unsigned).localname == "BizMsg" and len(unsigned) == 2
     assert c14n(unsigned[1]) == c14n(before[1])
     assert unsigned[0].find("{*}Sgntr") is None  # unsigned: no Sgntr (an empty one is not a signature)
@@ -128,10 +121,10 @@ def test_a_signed_header_and_elements_without_a_namespace_are_refused(
     software_keys: Callable[[str], SoftwareKey],
 ) -> None:
     k = software_keys("ec")
-    laid_out, _ = _laid_out(pacs008())
-    signed = sign_canonical(laid_out, SigningKey.from_cert(k.cert), k.sign_raw)
+    envelope, _ = laid_out(pacs008())
+    signed = sign_laid_out(envelope, SigningKey.from_cert(k.cert), k.sign_raw)
     with pytest.raises(SigningError, match="already signed"):
-        _laid_out(signed)
+        laid_out(signed)
     root = etree.fromstring(pacs008())
     with pytest.raises(SigningError, match="no namespace"):
         canonical_envelope(etree.Element("Plain"), root[0], root[1])
@@ -139,7 +132,7 @@ def test_a_signed_header_and_elements_without_a_namespace_are_refused(
 
 def test_each_signature_has_its_own_key_info_id(software_keys: Callable[[str], SoftwareKey]) -> None:
     k = software_keys("ec")
-    laid_out, _ = _laid_out(pacs008())
+    envelope, _ = laid_out(pacs008())
     key = SigningKey.from_cert(k.cert)
-    ids = {etree.fromstring(sign_canonical(laid_out, key, k.sign_raw)).find(".//{*}KeyInfo").get("Id") for _ in "ab"}
+    ids = {etree.fromstring(sign_laid_out(envelope, key, k.sign_raw)).find(".//{*}KeyInfo").get("Id") for _ in "ab"}
     assert len(ids) == 2 and all(i and i.startswith("KeyInfo-") for i in ids)

@@ -81,7 +81,7 @@ def test_switchctl_keys_lists_labels_algorithms_and_the_active_key(dev_token: De
 
 
 @pytest.mark.parametrize("label", ["sig-rsa", "sig-ec"])
-def test_token_signature_verifies_with_ours_and_signxml_against_theexported_cert(
+def test_token_signature_verifies_with_ours_and_signxml_against_the_exported_cert(
     dev_token: DevToken, label: str
 ) -> None:
     settings = msgspec.structs.replace(dev_token.settings, active=label)

@@ -12,11 +12,10 @@ from cryptography import x509
 from lxml import etree
 
 from hsm import xmldsig
-from hsm.canonical import canonical_envelope, sign_canonical
 from hsm.errors import SignatureInvalid, SigningError
 from hsm.xmldsig import DS_NS, SigningKey, sign_envelope, verify_envelope
 from tests.builders import SCHEMAS, pacs008, pain001, project_schema
-from tests.hsm.conftest import SoftwareKey, make_software_key
+from tests.hsm.conftest import SoftwareKey, laid_out, make_software_key, sign_laid_out
 from tests.hsm.tools import (
     app_hdr_view,
     foreign_signed,
@@ -39,10 +38,7 @@ def _sign(data: bytes, k: SoftwareKey) -> bytes:
 
 def _sign_canonical(data: bytes, k: SoftwareKey) -> bytes:
     """The daemon's way: the envelope laid out by hsm.canonical from its parts, signed without being parsed."""
-    root = etree.fromstring(data)
-    hdr, doc = (c for c in root if isinstance(c.tag, str))
-    laid_out = canonical_envelope(etree.Element(root.tag, nsmap=root.nsmap), hdr, doc)
-    return sign_canonical(laid_out, SigningKey.from_cert(k.cert), k.sign_raw)
+    return sign_laid_out(laid_out(data)[0], SigningKey.from_cert(k.cert), k.sign_raw)
 
 
 @pytest.fixture(params=["tree", "canonical"])
