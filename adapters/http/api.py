@@ -98,14 +98,16 @@ class Api:
         self.clock = clock
 
     async def handle(self, req: Request) -> Response:
-        resp = await self._route(req)
+        return self._counted(req, await self._route(req))
+
+    def _counted(self, req: Request, resp: Response) -> Response:
         self.metrics.http_requests.labels(req.method, str(resp.status)).inc()
         return resp
 
     async def _route(self, req: Request) -> Response:
         url = urlsplit(req.target)
         path = unquote(url.path)
-        parts = [p for p in path.split("/") if p]
+        parts = _parts(path)
         if path == "/healthz":
             return Response.json(200, {"status": "ok"}) if req.method in ("GET", "HEAD") else _not_allowed("GET")
         if path == "/readyz":
@@ -117,7 +119,7 @@ class Api:
             return Response.json(200 if ok else 503, body)
         if path == "/metrics":
             return Response(200, self.metrics.render(), content_type="text/plain; version=0.0.4; charset=utf-8")
-        if parts[:2] != ["v1", "messages"] and parts[:2] != ["v1", "reports"]:
+        if parts[:2] not in _PARTICIPANT_RESOURCES:
             return Response.error(404, "not_found", f"no such resource: {path}")
         participant = req.participant or self._authenticate(req)
         if participant is None:
@@ -139,12 +141,11 @@ class Api:
     def precheck(self, req: Request) -> Response | Request:
         """From the request's head, before its body is read (server.Precheck): 401 for an unauthenticated upload
         to /v1/, so it is refused without being invited to send the body; else the request with its participant."""
-        if not urlsplit(req.target).path.startswith("/v1/"):
-            return req
+        if _parts(unquote(urlsplit(req.target).path))[:2] not in _PARTICIPANT_RESOURCES:
+            return req  # not one that authenticates (a 404, say): the handler answers it
         participant = self._authenticate(req)
         if participant is None:
-            self.metrics.http_requests.labels(req.method, "401").inc()
-            return _unauthenticated()
+            return self._counted(req, _unauthenticated())
         return dataclasses.replace(req, participant=participant)
 
     def _authenticate(self, req: Request) -> Participant | None:
@@ -245,6 +246,14 @@ class Api:
                 "next": cursor,
             },
         )
+
+
+# The resources only a participant may use: /v1/messages... and /v1/reports...
+_PARTICIPANT_RESOURCES = (["v1", "messages"], ["v1", "reports"])
+
+
+def _parts(path: str) -> list[str]:
+    return [p for p in path.split("/") if p]
 
 
 def _not_allowed(allow: str) -> Response:
